@@ -1,0 +1,71 @@
+"""kubeprem's command line: parse arguments, call a workflow, print.
+
+Each command group lives in its own module with a ``register(sub)`` function
+that adds its sub-parsers and sets ``handler`` to a function taking the
+parsed arguments and returning an exit status; a handler may be ``async``,
+and then it is run to completion (never silently skipped). Expected errors
+(``KubepremError``) become one line on stderr and their exit status; the
+traceback is shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import sys
+import traceback
+from collections.abc import Sequence
+
+from rich.markup import escape
+
+from kubeprem import __version__
+from kubeprem.cli import lab_cmds, pki_cmds, render_cmds, site_cmds
+from kubeprem.cli.common import console_err
+from kubeprem.errors import KubepremError
+
+GROUPS = (site_cmds, pki_cmds, render_cmds, lab_cmds)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubeprem",
+        description=(
+            "Highly-available Kubernetes on your own machines, the hard way: "
+            "own PKI, etcd with mutual TLS, control plane behind a virtual IP, "
+            "pushed over SSH with a plan shown before acting."
+        ),
+        epilog="Exit status: 0 success, 1 the operation failed, 2 bad input (nothing changed).",
+    )
+    parser.add_argument("--version", action="version", version=f"kubeprem {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for group in GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        result = handler(args)
+        if inspect.iscoroutine(result):
+            result = asyncio.run(result)
+        return int(result or 0)
+    except KubepremError as exc:
+        if args.debug:
+            traceback.print_exc()
+        console_err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        console_err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Every difference between the Kubernetes versions kubeprem supports, in one table.
+
+Renderers ask ``features(site)`` instead of comparing version numbers, so
+a new version is one new row here, not conditionals scattered through the
+components. Sources: each version's flag reference and the config API
+changelogs (KubeletConfiguration, KubeSchedulerConfiguration,
+KubeProxyConfiguration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubeprem.site.model import Site
+
+
+@dataclass(frozen=True)
+class Features:
+    """What differs between supported minor versions."""
+
+    minor: tuple[int, int]
+    # kube-scheduler --config file API version
+    scheduler_config_api: str
+    # kubelet: 1.20 needs --container-runtime=remote/--network-plugin=cni
+    # (dockershim era); from 1.24 those flags are gone and the endpoint
+    # moves into KubeletConfiguration (1.27+).
+    kubelet_dockershim_flags: bool
+    kubelet_endpoint_in_config: bool
+    # the API server's --service-account-issuer/--service-account-signing-key-file
+    # are required from 1.20 on; listed for completeness of the table
+    apiserver_insecure_port_flag: bool
+    # etcd version shipped with / tested against this Kubernetes version
+    etcd_version: str
+    containerd_config_version: int
+    pause_image: str
+
+
+TABLE: dict[tuple[int, int], Features] = {
+    (1, 20): Features(
+        minor=(1, 20),
+        scheduler_config_api="kubescheduler.config.k8s.io/v1beta1",
+        kubelet_dockershim_flags=True,
+        kubelet_endpoint_in_config=False,
+        apiserver_insecure_port_flag=True,
+        etcd_version="3.4.13",
+        containerd_config_version=2,
+        pause_image="k8s.gcr.io/pause:3.2",
+    ),
+    **{
+        (1, m): Features(
+            minor=(1, m),
+            scheduler_config_api="kubescheduler.config.k8s.io/v1",
+            kubelet_dockershim_flags=False,
+            kubelet_endpoint_in_config=True,
+            apiserver_insecure_port_flag=False,
+            etcd_version={29: "3.5.10", 30: "3.5.12", 31: "3.5.15", 32: "3.5.16", 33: "3.5.21"}[m],
+            containerd_config_version=2,
+            pause_image={
+                29: "registry.k8s.io/pause:3.9",
+                30: "registry.k8s.io/pause:3.9",
+                31: "registry.k8s.io/pause:3.10",
+                32: "registry.k8s.io/pause:3.10",
+                33: "registry.k8s.io/pause:3.10",
+            }[m],
+        )
+        for m in range(29, 34)
+    },
+}
+
+SUPPORTED: frozenset[tuple[int, int]] = frozenset(TABLE)
+
+
+def supported_text() -> str:
+    """'1.20, 1.29, 1.30, ...' for error messages."""
+    return ", ".join(f"{a}.{b}.x" for a, b in sorted(SUPPORTED))
+
+
+def features(site: Site) -> Features:
+    return TABLE[site.cluster.minor]
