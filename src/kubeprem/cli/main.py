@@ -20,11 +20,19 @@ from collections.abc import Sequence
 from rich.markup import escape
 
 from kubeprem import __version__
-from kubeprem.cli import lab_cmds, pki_cmds, render_cmds, site_cmds
+from kubeprem.cli import (
+    artifacts_cmds,
+    audit_cmds,
+    images_cmds,
+    lab_cmds,
+    pki_cmds,
+    render_cmds,
+    site_cmds,
+)
 from kubeprem.cli.common import console_err
 from kubeprem.errors import KubepremError
 
-GROUPS = (site_cmds, pki_cmds, render_cmds, lab_cmds)
+GROUPS = (site_cmds, pki_cmds, render_cmds, lab_cmds, artifacts_cmds, images_cmds, audit_cmds)
 
 
 def build_parser() -> argparse.ArgumentParser:

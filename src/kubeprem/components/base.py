@@ -1,0 +1,60 @@
+"""What a component renderer returns, and what it gets.
+
+Renderers are pure: ``render(ctx) -> Rendered`` from the site model and one
+machine, no I/O, no clock, no randomness. The plan layer compares their
+files with a host's facts; the render command writes them to a folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kubeprem.site.model import Machine, Site
+
+
+@dataclass(frozen=True)
+class File:
+    """One file as it must be on a machine."""
+
+    path: str  # absolute path on the machine, e.g. /etc/kubernetes/pki/ca.crt
+    content: bytes
+    mode: int = 0o644
+    secret: bool = False  # a key, token or password: never printed, masked in plans
+
+    @staticmethod
+    def text(path: str, text: str, mode: int = 0o644, *, secret: bool = False) -> File:
+        return File(path, text.encode(), mode, secret)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A component's desired state on one machine.
+
+    ``services``: systemd units to enable and keep running, restarted when
+    any of ``files`` changes. ``setup`` files (no service) come with no
+    restart, e.g. CNI configuration.
+    """
+
+    component: str
+    files: tuple[File, ...]
+    services: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Facts about where the files go that change what is rendered.
+
+    ``in_container``: the machine is itself a container (the lab's
+    systemd-nspawn machines). Enables the few settings such machines need
+    and real servers must not get: containerd's restrict_oom_score_adj and
+    kube-proxy's conntrack sysctls left alone.
+    """
+
+    in_container: bool = False
+
+
+@dataclass(frozen=True)
+class HostContext:
+    site: Site
+    machine: Machine
+    options: RenderOptions = field(default_factory=RenderOptions)
