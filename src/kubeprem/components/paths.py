@@ -57,3 +57,6 @@ KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 
 BIN_DIR = "/usr/local/bin"  # where kubeprem installs the binaries it ships
 UNIT_DIR = "/etc/systemd/system"
+HAPROXY_HEALTHCHECK_PEM = (
+    "/etc/haproxy/apiserver-healthcheck.pem"  # client cert + key for /readyz checks
+)
