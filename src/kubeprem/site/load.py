@@ -126,6 +126,9 @@ def parse_yaml(text: str, file: str) -> tuple[Any, Marks]:
         mark = exc.problem_mark or exc.context_mark
         loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
         problem = (exc.problem or "invalid YAML").strip()
+        ctx = exc.context_mark
+        if exc.context and ctx is not None and mark is not None and ctx.line != mark.line:
+            problem += f" ({exc.context.strip()} started at line {ctx.line + 1})"
         if "duplicate key" in problem or "found duplicate key" in str(exc):
             problem = problem.split("\n")[0] + "; each key may appear once in a mapping"
         raise SiteError(loc, f"YAML: {problem}") from exc

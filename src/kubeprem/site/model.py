@@ -35,6 +35,8 @@ DNSName = Annotated[
 Version = Annotated[str, StringConstraints(strict=True, pattern=r"^v?\d+\.\d+\.\d+$")]
 Port = Annotated[int, Field(strict=True, ge=1, le=65535)]
 Text = Annotated[str, StringConstraints(strict=True, min_length=1)]
+# YAML 1.2 reads `no` as text; strict keeps pydantic from turning it into False.
+Flag = Annotated[bool, Field(strict=True)]
 
 
 class _Model(BaseModel):
@@ -110,11 +112,11 @@ class API(_Model):
 
 
 class Encryption(_Model):
-    at_rest: bool = True
+    at_rest: Flag = True
 
 
 class Audit(_Model):
-    enabled: bool = True
+    enabled: Flag = True
     max_age_days: Annotated[int, Field(strict=True, ge=1)] = 30
     max_backups: Annotated[int, Field(strict=True, ge=1)] = 10
     max_size_mb: Annotated[int, Field(strict=True, ge=1)] = 100
