@@ -33,6 +33,11 @@ class Features:
     etcd_version: str
     containerd_config_version: int
     pause_image: str
+    # versions a mirror must hold for this minor (kubeprem.lab.artifacts):
+    # containerd 1.x (config version 2), runc, CNI plugins
+    containerd_version: str
+    runc_version: str
+    cni_plugins_version: str
 
 
 TABLE: dict[tuple[int, int], Features] = {
@@ -45,6 +50,9 @@ TABLE: dict[tuple[int, int], Features] = {
         etcd_version="3.4.13",
         containerd_config_version=2,
         pause_image="k8s.gcr.io/pause:3.2",
+        containerd_version="1.6.20",
+        runc_version="1.1.5",
+        cni_plugins_version="1.1.1",
     ),
     **{
         (1, m): Features(
@@ -61,6 +69,21 @@ TABLE: dict[tuple[int, int], Features] = {
                 31: "registry.k8s.io/pause:3.10",
                 32: "registry.k8s.io/pause:3.10",
                 33: "registry.k8s.io/pause:3.10",
+            }[m],
+            containerd_version={
+                29: "1.7.13",
+                30: "1.7.16",
+                31: "1.7.22",
+                32: "1.7.24",
+                33: "1.7.27",
+            }[m],
+            runc_version={29: "1.1.12", 30: "1.1.12", 31: "1.1.14", 32: "1.2.2", 33: "1.2.6"}[m],
+            cni_plugins_version={
+                29: "1.4.0",
+                30: "1.4.1",
+                31: "1.5.1",
+                32: "1.6.1",
+                33: "1.6.2",
             }[m],
         )
         for m in range(29, 34)
