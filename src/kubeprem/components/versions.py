@@ -38,6 +38,15 @@ class Features:
     containerd_version: str
     runc_version: str
     cni_plugins_version: str
+    # kube-controller-manager still serves plain HTTP on 10252 in 1.20 unless
+    # --port=0; the flag (and the insecure port) is gone from 1.24.
+    controller_manager_port_flag: bool
+    # kube-scheduler 1.20 serves plain-HTTP healthz/metrics on 10251 and,
+    # once --config is given, ignores --port (cmd/kube-scheduler/app/options
+    # ApplyToFromLoadedConfig) while rejecting port 0 in the file; the best it
+    # allows is loopback, via healthzBindAddress/metricsBindAddress (v1beta1).
+    # Those fields are gone from the config API in v1beta3/v1: None.
+    scheduler_insecure_bind: str | None
 
 
 TABLE: dict[tuple[int, int], Features] = {
@@ -53,6 +62,8 @@ TABLE: dict[tuple[int, int], Features] = {
         containerd_version="1.6.20",
         runc_version="1.1.5",
         cni_plugins_version="1.1.1",
+        controller_manager_port_flag=True,
+        scheduler_insecure_bind="127.0.0.1:10251",
     ),
     **{
         (1, m): Features(
@@ -85,6 +96,8 @@ TABLE: dict[tuple[int, int], Features] = {
                 32: "1.6.1",
                 33: "1.6.2",
             }[m],
+            controller_manager_port_flag=False,
+            scheduler_insecure_bind=None,
         )
         for m in range(29, 34)
     },
