@@ -47,6 +47,12 @@ class Features:
     # allows is loopback, via healthzBindAddress/metricsBindAddress (v1beta1).
     # Those fields are gone from the config API in v1beta3/v1: None.
     scheduler_insecure_bind: str | None
+    # CNI spec version of the rendered network config: one that this row's
+    # containerd (libcni) and CNI plugins both speak (Debian's containerd
+    # 1.6.20 is built with libcni 1.1.2; plugins >= 1.0 support 1.0.0).
+    cni_spec_version: str
+    # KubeProxyConfiguration API version (v1alpha1 through 1.33)
+    kube_proxy_config_api: str
 
 
 TABLE: dict[tuple[int, int], Features] = {
@@ -64,6 +70,8 @@ TABLE: dict[tuple[int, int], Features] = {
         cni_plugins_version="1.1.1",
         controller_manager_port_flag=True,
         scheduler_insecure_bind="127.0.0.1:10251",
+        cni_spec_version="1.0.0",
+        kube_proxy_config_api="kubeproxy.config.k8s.io/v1alpha1",
     ),
     **{
         (1, m): Features(
@@ -98,6 +106,8 @@ TABLE: dict[tuple[int, int], Features] = {
             }[m],
             controller_manager_port_flag=False,
             scheduler_insecure_bind=None,
+            cni_spec_version="1.0.0",
+            kube_proxy_config_api="kubeproxy.config.k8s.io/v1alpha1",
         )
         for m in range(29, 34)
     },
