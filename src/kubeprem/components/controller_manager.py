@@ -1,0 +1,58 @@
+"""kube-controller-manager on each ``control-plane`` machine.
+
+Called by the render command and the plan. One instance is active at a time
+(leader election); it signs kubelet CSRs with the cluster CA, issues
+service-account tokens with the service-account key, and gives each node a
+``/node_pod_prefix`` slice of the pod CIDR. Its own HTTPS endpoint listens
+on loopback only.
+"""
+
+from __future__ import annotations
+
+from kubeprem.components import paths
+from kubeprem.components.base import File, HostContext, Rendered
+from kubeprem.components.systemd import flags, unit
+from kubeprem.components.versions import features
+
+SERVICE = "kube-controller-manager.service"
+
+
+def argv(ctx: HostContext) -> list[str]:
+    site = ctx.site
+    feats = features(site)
+    net = site.network
+    pairs: dict[str, str | int | bool | None] = {
+        "kubeconfig": paths.CONTROLLER_MANAGER_CONF,
+        "authentication-kubeconfig": paths.CONTROLLER_MANAGER_CONF,
+        "authorization-kubeconfig": paths.CONTROLLER_MANAGER_CONF,
+        "client-ca-file": paths.CA_CRT,
+        "requestheader-client-ca-file": paths.FRONT_PROXY_CA_CRT,
+        "bind-address": "127.0.0.1",
+        # 1.20 serves plain HTTP on 10252 unless told not to
+        "port": 0 if feats.controller_manager_port_flag else None,
+        "profiling": False,
+        "leader-elect": True,
+        "cluster-name": site.cluster.name,
+        "cluster-signing-cert-file": paths.CA_CRT,
+        "cluster-signing-key-file": paths.CA_KEY,
+        "root-ca-file": paths.CA_CRT,
+        "service-account-private-key-file": paths.SA_KEY,
+        "use-service-account-credentials": True,
+        "service-cluster-ip-range": str(net.service_cidr),
+        "allocate-node-cidrs": True,
+        "cluster-cidr": str(net.pod_cidr),
+        "node-cidr-mask-size": net.node_pod_prefix,
+    }
+    return [f"{paths.BIN_DIR}/kube-controller-manager", *flags(pairs)]
+
+
+def render(ctx: HostContext) -> Rendered:
+    path, text = unit(
+        SERVICE,
+        "Kubernetes controller manager",
+        argv(ctx),
+        documentation="https://kubernetes.io/docs/reference/command-line-tools-reference/kube-controller-manager/",
+    )
+    return Rendered(
+        component="kube-controller-manager", files=(File.text(path, text),), services=(SERVICE,)
+    )

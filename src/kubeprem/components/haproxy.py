@@ -1,0 +1,140 @@
+"""HAProxy on each ``lb`` machine: one TCP front door for every API server.
+
+Called by the render command and the plan for machines with the ``lb``
+role. Traffic is passed through as TCP (TLS ends at the API servers, which
+need the client certificates); health is judged by HTTPS ``GET /readyz``
+against each API server, verified against the cluster CA and authenticated
+with a client certificate (anonymous auth is off). A monitor URI and the
+stats page listen on loopback only; keepalived's check uses the former.
+
+Bind address: the frontend listens on every address of the machine, not
+just the VIP. Binding the VIP would need ``net.ipv4.ip_nonlocal_bind=1`` on
+every backup (which does not hold the VIP yet) and would leave nothing
+listening to check on a backup; listening everywhere keeps every backup's
+HAProxy warm and checkable, so a failover only moves the address. The price
+is that each lb machine also answers on its own address at the VIP port,
+which the node firewall narrows to the same networks as the VIP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubeprem.components import paths
+from kubeprem.components.base import File, HostContext, Rendered
+from kubeprem.components.systemd import unit
+from kubeprem.site.model import Site
+
+BIN = "/usr/sbin/haproxy"  # from Debian's haproxy package
+SERVICE = "haproxy.service"  # replaces the package's unit of the same name
+MONITOR_PORT = 8404
+MONITOR_URI = "/healthz"
+STATS_URI = "/stats"
+# The API server certificate carries this DNS name (kubeadm's SAN list);
+# health checks send it as SNI and require it, so a check never trusts a
+# stranger that merely holds some cluster-CA certificate.
+APISERVER_NAME = "kubernetes"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Connection timeouts; client/server idle limits cover long watches.
+
+    The API server ends watches after 30-60 min (--min-request-timeout 1800
+    s, randomised up to twice that), so an idle limit of one hour never cuts
+    a live watch, while ``kubectl logs -f`` on a quiet pod survives too.
+    """
+
+    connect: str = "5s"
+    client: str = "1h"
+    server: str = "1h"
+    check: str = "3s"
+    # health-check cadence: a dead API server leaves the pool after
+    # fall*inter (about 6 s) and returns after rise*inter
+    check_interval: str = "2s"
+    fall: int = 3
+    rise: int = 2
+
+
+def config(site: Site, timeouts: Timeouts = Timeouts()) -> str:
+    t = timeouts
+    servers = [
+        f"    server {m.name} {m.address}:{site.api.apiserver_port}" for m in site.controllers
+    ]
+    lines = [
+        "# Rendered by kubeprem: the Kubernetes API endpoint on the VIP.",
+        "global",
+        "    log /dev/log local0",
+        "    user haproxy",
+        "    group haproxy",
+        "    maxconn 20000",
+        "    ssl-default-server-options ssl-min-ver TLSv1.2",
+        "",
+        "defaults",
+        "    log global",
+        "    mode tcp",
+        "    option tcplog",
+        "    option dontlognull",
+        f"    timeout connect {t.connect}",
+        f"    timeout client {t.client}",
+        f"    timeout server {t.server}",
+        f"    timeout check {t.check}",
+        "",
+        "# loopback only: monitor URI for keepalived's check, and the stats page",
+        "frontend monitor",
+        "    mode http",
+        f"    bind 127.0.0.1:{MONITOR_PORT}",
+        "    timeout client 10s",
+        f"    monitor-uri {MONITOR_URI}",
+        "    stats enable",
+        f"    stats uri {STATS_URI}",
+        "    stats refresh 10s",
+        "",
+        "frontend kube-apiserver",
+        f"    bind :{site.api.port}",
+        "    default_backend kube-apiserver",
+        "",
+        "backend kube-apiserver",
+        "    balance leastconn",
+        "    option httpchk",
+        "    http-check send meth GET uri /readyz",
+        "    http-check expect status 200",
+        (
+            f"    default-server check check-ssl inter {t.check_interval}"
+            f" fall {t.fall} rise {t.rise}"
+            f" verify required ca-file {paths.CA_CRT}"
+            f" crt {paths.HAPROXY_HEALTHCHECK_PEM}"
+            f" check-sni {APISERVER_NAME} verifyhost {APISERVER_NAME}"
+        ),
+        *servers,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def unit_file() -> tuple[str, str]:
+    check = [BIN, "-c", "-q", "-f", paths.HAPROXY_CFG]
+    return unit(
+        SERVICE,
+        "HAProxy in front of the Kubernetes API servers",
+        [BIN, "-Ws", "-f", paths.HAPROXY_CFG, "-p", "/run/haproxy.pid"],
+        documentation="man:haproxy(1)",
+        service_type="notify",  # -Ws: master-worker mode with sd_notify
+        exec_start_pre=[check],
+        limit_nofile=None,  # haproxy raises its own limit from maxconn
+        extra_service=[
+            # reload re-checks first, so a broken file never replaces a good one
+            f"ExecReload={BIN} -c -q -f {paths.HAPROXY_CFG}",
+            "ExecReload=/bin/kill -USR2 $MAINPID",
+            "KillMode=mixed",
+        ],
+    )
+
+
+def render(ctx: HostContext) -> Rendered:
+    path, text = unit_file()
+    return Rendered(
+        component="haproxy",
+        files=(File.text(paths.HAPROXY_CFG, config(ctx.site)), File.text(path, text)),
+        services=(SERVICE,),
+    )
