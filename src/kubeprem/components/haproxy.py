@@ -30,6 +30,9 @@ SERVICE = "haproxy.service"  # replaces the package's unit of the same name
 MONITOR_PORT = 8404
 MONITOR_URI = "/healthz"
 STATS_URI = "/stats"
+# API clients hold one or two long connections each (kubelets, kube-proxy,
+# controllers): thousands are plenty for hundreds of nodes
+MAXCONN = 8000
 # The API server certificate carries this DNS name (kubeadm's SAN list);
 # health checks send it as SNI and require it, so a check never trusts a
 # stranger that merely holds some cluster-CA certificate.
@@ -67,7 +70,8 @@ def config(site: Site, timeouts: Timeouts = Timeouts()) -> str:
         "    log /dev/log local0",
         "    user haproxy",
         "    group haproxy",
-        "    maxconn 20000",
+        # two descriptors per connection: needs ~16k, within the unit's LimitNOFILE
+        f"    maxconn {MAXCONN}",
         "    ssl-default-server-options ssl-min-ver TLSv1.2",
         "",
         "defaults",
@@ -121,7 +125,9 @@ def unit_file() -> tuple[str, str]:
         documentation="man:haproxy(1)",
         service_type="notify",  # -Ws: master-worker mode with sd_notify
         exec_start_pre=[check],
-        limit_nofile=None,  # haproxy raises its own limit from maxconn
+        # haproxy raises its soft limit to 2 * maxconn + a few; the hard
+        # limit must allow that without CAP_SYS_RESOURCE (lab containers)
+        limit_nofile=65536,
         extra_service=[
             # reload re-checks first, so a broken file never replaces a good one
             f"ExecReload={BIN} -c -q -f {paths.HAPROXY_CFG}",
