@@ -17,9 +17,11 @@ Called by ``kubeprem.lab.artifacts.ensure_artifacts``. Steps:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -308,7 +310,10 @@ def build(tree: Path, binaries: list[str], log: Path, progress: Progress) -> Non
     progress(f"building {', '.join(binaries)} in {tree} (about 8 minutes on 2 cores); log: {log}")
     start = time.monotonic()
     with open(log, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(argv, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # its own process group, so an interrupted run stops make and every go child
+        proc = subprocess.Popen(
+            argv, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             while True:
                 try:
@@ -317,7 +322,8 @@ def build(tree: Path, binaries: list[str], log: Path, progress: Progress) -> Non
                 except subprocess.TimeoutExpired:
                     progress(f"still building, {_elapsed(start)}: {_last_line(log)}")
         except BaseException:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
             raise
     if proc.returncode != 0:

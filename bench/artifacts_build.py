@@ -1,0 +1,165 @@
+"""Benchmark of the artifact step (`kubeprem artifacts`), written to
+bench/results/artifacts.json with a description of the machine.
+
+Measures, for the site's source (default: the `kubeprem init` example, i.e.
+Debian's source package):
+
+- ``from_cache``: a complete cached set reused (what every later run pays);
+- ``from_cache_verified``: the same with every file re-hashed (``--verify``);
+- ``assemble_from_build`` (debian-source only): a new cache whose source tree
+  is the existing build: version checks, copies, hashes, manifest;
+- ``from_scratch`` (only with ``--from-scratch``, about 8+ minutes on 2 cores):
+  a new cache and an empty Go build cache: apt-get source, the full build,
+  Debian's files. The existing cache is left alone.
+
+Usage: .venv/bin/python bench/artifacts_build.py [SITE] [--cache DIR] [--from-scratch] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubeprem.cli.artifacts_cmds import cache_dir_of, mirror_of
+from kubeprem.lab import artifacts as art
+from kubeprem.lab import artifacts_debian as deb
+from kubeprem.site import example_text, load_site
+
+RESULTS = Path(__file__).parent / "results" / "artifacts.json"
+
+
+def machine() -> dict[str, Any]:
+    mem_kib = 0
+    model = ""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def timed(fn: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def log(msg: str) -> None:
+    print(f"  {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("site", nargs="?", help="site file (default: the `kubeprem init` example)")
+    ap.add_argument("--cache", help="cache folder (default: the site's)")
+    ap.add_argument("--from-scratch", action="store_true", help="also time a full build")
+    ap.add_argument("--runs", type=int, default=5, help="repetitions of the cached runs")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="kubeprem-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        site_path = Path(args.site) if args.site else tmp / "site.yaml"
+        if not args.site:
+            site_path.write_text(example_text(), encoding="utf-8")
+        loaded = load_site(site_path)
+        site = loaded.site
+        cache = cache_dir_of(loaded, args.cache)
+        mirror = mirror_of(loaded)
+        results: dict[str, Any] = {}
+        if RESULTS.is_file():
+            results = json.loads(RESULTS.read_text()).get("results", {})
+
+        print(
+            f"artifacts for Kubernetes {site.cluster.version} ({site.artifacts.source}), "
+            f"cache {cache}",
+            file=sys.stderr,
+        )
+        t, first = timed(lambda: art.ensure_artifacts(site, cache, log, mirror=mirror))
+        if not first.reused:
+            results["first_run_on_this_machine_s"] = round(t, 2)
+        size = sum(a.size for a in first.files.values())
+
+        for key, verify in (("from_cache", False), ("from_cache_verified", True)):
+            times = []
+            for _ in range(args.runs):
+                t, s = timed(
+                    lambda v=verify: art.ensure_artifacts(
+                        site, cache, lambda _m: None, mirror=mirror, verify=v
+                    )
+                )
+                assert s.reused
+                times.append(t)
+            results[key] = {
+                "median_s": round(statistics.median(times), 4),
+                "min_s": round(min(times), 4),
+                "runs": len(times),
+            }
+            print(f"{key}: median {statistics.median(times):.4f}s", file=sys.stderr)
+
+        if site.artifacts.source == "debian-source":
+            fresh = tmp / "assemble"
+            (fresh / "src").mkdir(parents=True)
+            tree = deb.source_tree(cache)
+            (fresh / "src" / tree.name).symlink_to(tree)
+            t, _ = timed(lambda: art.ensure_artifacts(site, fresh, log))
+            results["assemble_from_build_s"] = round(t, 2)
+            print(f"assemble_from_build: {t:.2f}s", file=sys.stderr)
+            shutil.rmtree(fresh)
+
+        if args.from_scratch:
+            scratch = tmp / "scratch"
+            os.environ["GOCACHE"] = str(tmp / "gocache")  # no help from earlier builds
+            stamps: list[tuple[float, str]] = []
+            start = time.perf_counter()
+
+            def record(msg: str) -> None:
+                stamps.append((round(time.perf_counter() - start, 1), msg))
+                log(f"{stamps[-1][0]:7.1f}s {msg}")
+
+            t, _ = timed(lambda: art.ensure_artifacts(site, scratch, record, mirror=mirror))
+            results["from_scratch"] = {
+                "total_s": round(t, 1),
+                "steps": [{"at_s": a, "step": m} for a, m in stamps if "still" not in m],
+                "note": "new cache and empty GOCACHE; apt-get source, make, Debian files",
+            }
+            print(f"from_scratch: {t:.1f}s", file=sys.stderr)
+
+    doc = {
+        "benchmark": "kubeprem artifacts",
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "kubernetes_version": site.cluster.version,
+        "source": site.artifacts.source,
+        "set_size_mb": round(size / 1e6, 1),
+        "results": results,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {RESULTS}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
