@@ -283,14 +283,25 @@ def _elapsed(start: float) -> str:
     return f"{s // 60}m{s % 60:02d}s"
 
 
+def _stdout_file(pid: int) -> Path | None:
+    """The regular file a process writes its output to (its build log), if any."""
+    try:
+        target = Path(os.readlink(f"/proc/{pid}/fd/1"))
+    except OSError:
+        return None
+    return target if target.is_absolute() and target.is_file() else None
+
+
 def wait_for_running(tree: Path, progress: Progress) -> None:
     start = time.monotonic()
     last = 0.0
     while pids := builds_running(tree):
         if time.monotonic() - last >= HEARTBEAT_S:
+            logs = [p for p in map(_stdout_file, pids) if p is not None]
+            tail = f": {_last_line(logs[0])}" if logs else ""
             progress(
                 f"a build is already running in {tree} (pid {', '.join(map(str, pids))}); "
-                f"waiting for it, {_elapsed(start)}"
+                f"waiting for it, {_elapsed(start)}{tail}"
             )
             last = time.monotonic()
         time.sleep(2)
