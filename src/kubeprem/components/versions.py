@@ -10,8 +10,10 @@ KubeProxyConfiguration).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from kubeprem.site.model import Site
+if TYPE_CHECKING:  # the site package imports this table for its checks
+    from kubeprem.site.model import Site
 
 
 @dataclass(frozen=True)
