@@ -7,6 +7,9 @@
   those paths.
 - The rendered check script, run against a real HAProxy started with that
   configuration, succeeds while HAProxy runs and fails once it stops.
+- HAProxy's health check, against a stand-in API server on loopback (HTTPS,
+  client certificate required, ``/readyz``): the server is UP when its
+  certificate names ``kubernetes`` and chains to the CA, DOWN otherwise.
 - ``keepalived -t`` accepts the rendered keepalived.conf. keepalived checks
   that the interface exists and that the track script is present, so the
   site names an interface of this machine and the script path points at the
@@ -16,10 +19,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.server
+import re
 import shutil
 import socket
+import ssl
 import subprocess
+import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,3 +205,126 @@ def test_keepalived_test_rejects_vrrp2_with_subsecond_adverts(tmp_path: Path) ->
     cfg.write_text(replace_once(text, "vrrp_version 3", "vrrp_version 2"))
     out = subprocess.run([KEEPALIVED, "-t", "-f", str(cfg)], capture_output=True, text=True)
     assert out.returncode != 0
+
+
+def issue(
+    tmp: Path,
+    name: str,
+    ca_key: ec.EllipticCurvePrivateKey,
+    ca_cert: x509.Certificate,
+    sans: list[str],
+) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+    )
+    if sans:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False
+        )
+    cert = builder.sign(ca_key, hashes.SHA256())
+    crt, key_path = tmp / f"{name}.crt", tmp / f"{name}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return crt, key_path
+
+
+class Readyz(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/readyz" else 404)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("sans", "state", "check"),
+    [
+        (["kubernetes"], "UP", "L7OK"),  # HTTP 200 from /readyz over verified TLS
+        (["elsewhere"], "DOWN", "L6"),  # TLS refused: the name is not kubernetes
+    ],
+)
+def test_haproxy_health_check_against_a_tls_readyz(
+    tmp_path: Path, sans: list[str], state: str, check: str
+) -> None:
+    need(HAPROXY, "haproxy")
+    ca_pem, _ = self_signed_pem(tmp_path)
+    ca_cert = x509.load_pem_x509_certificate(ca_pem.read_bytes())
+    ca_key = serialization.load_pem_private_key((tmp_path / "healthcheck.pem").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    srv_crt, srv_key = issue(tmp_path, "apiserver", ca_key, ca_cert, sans)
+    cl_crt, cl_key = issue(tmp_path, "client", ca_key, ca_cert, [])
+    client_pem = tmp_path / "client.pem"
+    client_pem.write_bytes(cl_crt.read_bytes() + cl_key.read_bytes())
+
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(srv_crt, srv_key)
+    tls.load_verify_locations(ca_pem)
+    tls.verify_mode = ssl.CERT_REQUIRED  # like the API server with anonymous auth off
+    server = http.server.HTTPServer(("127.0.0.1", 0), Readyz)
+    server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    site = example()
+    text = haproxy.config(site)
+    text = replace_once(text, paths.CA_CRT, str(ca_pem))
+    text = replace_once(text, paths.HAPROXY_HEALTHCHECK_PEM, str(client_pem))
+    # one backend, the stand-in; free ports instead of the site's
+    first = site.controllers[0]
+    text = replace_once(
+        text,
+        f"server {first.name} {first.address}:{site.api.apiserver_port}",
+        f"server {first.name} 127.0.0.1:{server.server_address[1]}",
+    )
+    text = re.sub(r"^    server controller-[12] .*\n", "", text, flags=re.M)
+    monitor = free_port()
+    text = replace_once(text, f"127.0.0.1:{haproxy.MONITOR_PORT}", f"127.0.0.1:{monitor}")
+    text = replace_once(text, f"bind :{site.api.port}", f"bind 127.0.0.1:{free_port()}")
+    cfg = tmp_path / "haproxy.cfg"
+    cfg.write_text(text)
+    proc = subprocess.Popen([HAPROXY, "-db", "-f", str(cfg)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 15
+        seen = ""
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+            try:
+                url = f"http://127.0.0.1:{monitor}{haproxy.STATS_URI};csv"
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    lines = r.read().decode().splitlines()
+                header = lines[0].removeprefix("# ").split(",")
+                rows = [dict(zip(header, line.split(","), strict=False)) for line in lines[1:]]
+                row = next(x for x in rows if x["svname"] == first.name)
+                seen = f"{row['status']} {row['check_status']}"
+            except OSError:
+                seen = ""
+            if seen.startswith(state) and seen.split()[-1].startswith(check):
+                break
+            time.sleep(0.5)
+        assert seen.startswith(state), f"server {seen!r}, expected {state} {check}"
+        assert seen.split()[-1].startswith(check), f"server {seen!r}, expected {state} {check}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        server.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
