@@ -61,14 +61,13 @@ def _ensure(site_path: str) -> int:
     table.add_column("created", justify="right")
     table.add_column("kept", justify="right")
     table.add_column("reissued", justify="right")
-    table.add_column("state folder")
     table.add_row(
         str(report.count("created")),
         str(report.count("kept")),
         str(report.count("reissued")),
-        escape(str(report.state_dir)),
     )
     console.print(table)
+    console.print(f"state folder: {escape(str(report.state_dir))}")
     for change in report.changes:
         if change.action == "reissued":
             console.print(f"reissued {escape(change.item)}: {escape(change.reason)}")
