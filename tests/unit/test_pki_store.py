@@ -178,3 +178,10 @@ def test_removed_machine_is_reported_unused(tmp_path: Path) -> None:
     report, _ = ensure_pki(write_site(tmp_path), NOW, SeededKeySource())
     assert report.unused == ("kubelet/worker-3/kubelet", "kubelet/worker-3/kubelet-client")
     assert not report.changed
+
+
+def test_unreadable_sa_key_is_an_error(loaded: LoadedSite) -> None:
+    ensure_pki(loaded, NOW, SeededKeySource())
+    (pki_dir(loaded) / "sa.key").write_bytes(b"garbage")
+    with pytest.raises(OperationError, match=r"sa\.key is unreadable"):
+        ensure_pki(loaded, NOW, SeededKeySource())

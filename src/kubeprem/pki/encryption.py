@@ -82,8 +82,10 @@ def parse_encryption_config(text: Sensitive[str], where: str) -> EncryptionConfi
     """Read back a file ``render`` wrote. Errors never quote the file's content."""
 
     def bad(why: str) -> OperationError:
-        return OperationError(f"{where}: not a kubeprem encryption config ({why}); "
-                              "restore it from a backup: its keys decrypt the cluster's Secrets")  # fmt: skip
+        return OperationError(
+            f"{where}: not a kubeprem encryption config ({why}); "
+            "restore it from a backup: its keys decrypt the cluster's Secrets"
+        )
 
     try:
         doc: Any = YAML(typ="safe").load(StringIO(text.reveal()))

@@ -219,23 +219,26 @@ def _leaf(
 
 def _sa(w: _Work, keys: KeySource) -> tuple[Sensitive[bytes], bytes]:
     key_data = w.secret(SA_KEY)
-    key = _load_key(key_data)
-    if key is not None and key_data is not None:
-        w.note("sa", "kept")
-        pem = key_data
-    else:
-        key = keys.private_key()
+    if key_data is None:
+        key: PrivateKeyTypes = keys.private_key()
         pem = key_pem(key)
-        w.note("sa", "reissued" if key_data is not None else "created",
-               "key unreadable" if key_data is not None else "")  # fmt: skip
+        w.note("sa", "created")
+    else:
+        loaded = _load_key(key_data)
+        if loaded is None:
+            # A new key would silently invalidate every service-account token.
+            raise OperationError(f"{SA_KEY} is unreadable: restore it from a backup")
+        key, pem = loaded, key_data
+        w.note("sa", "kept")
     pub = public_pem(key)
     w.files[SA_KEY] = pem
     w.files[SA_PUB] = pub
     return pem, pub
 
 
-def _kubeconfigs(w: _Work, site: Site, cas: Mapping[str, CertKey],
-                 certs: Mapping[str, CertKey]) -> dict[str, Sensitive[str]]:  # fmt: skip
+def _kubeconfigs(
+    w: _Work, site: Site, cas: Mapping[str, CertKey], certs: Mapping[str, CertKey]
+) -> dict[str, Sensitive[str]]:
     local = f"https://127.0.0.1:{site.api.apiserver_port}"
     wanted: list[tuple[str, str, str]] = [  # name, certificate id, server
         (ADMIN, "admin", site.api_server_url),
@@ -312,8 +315,9 @@ def converge(
             w.files[ENCRYPTION_CONFIG] = Sensitive(encryption.render().reveal().encode())
             w.note("encryption-config", "created")
     needed = {f"{c.id}.crt" for c in CAS} | {f"{s.id}.crt" for s in specs}
-    unused = tuple(sorted(p.removesuffix(".crt") for p in stored
-                          if p.endswith(".crt") and p not in needed))  # fmt: skip
+    unused = tuple(
+        sorted(p.removesuffix(".crt") for p in stored if p.endswith(".crt") and p not in needed)
+    )
     bundle = PkiBundle(
         cas=cas,
         certs=certs,
@@ -382,8 +386,9 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
         os.close(dir_fd)
 
 
-def _write_store(folder: Path, files: Mapping[str, StoredContent],
-                 stored: Mapping[str, bytes]) -> None:  # fmt: skip
+def _write_store(
+    folder: Path, files: Mapping[str, StoredContent], stored: Mapping[str, bytes]
+) -> None:
     _private_dir(folder, folder)
     for rel, content in files.items():
         data = content.reveal() if isinstance(content, Sensitive) else content
@@ -412,6 +417,8 @@ def ensure_pki(
         _write_store(folder, files, stored)
     except OSError as exc:
         raise OperationError(f"{folder}: {exc.strerror or exc}") from exc
+    except OperationError as exc:
+        raise OperationError(f"{folder}: {exc}") from exc
     return PkiReport(report.changes, report.unused, folder), bundle
 
 
@@ -425,7 +432,10 @@ def load_pki(loaded: LoadedSite, now: datetime) -> PkiBundle:
         raise OperationError(f"{folder}: {exc.strerror or exc}") from exc
     if not stored:
         raise OperationError(f"{folder}: no PKI yet; run `kubeprem pki {loaded.path}` first")
-    _, report, bundle = converge(loaded.site, stored, now, SystemKeySource())
+    try:
+        _, report, bundle = converge(loaded.site, stored, now, SystemKeySource())
+    except OperationError as exc:
+        raise OperationError(f"{folder}: {exc}") from exc
     if report.changed:
         stale = ", ".join(c.item for c in report.changes if c.action != "kept")
         raise OperationError(
