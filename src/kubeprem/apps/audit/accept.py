@@ -21,7 +21,7 @@ from kubeprem.apps.audit.model import Manifest
 
 ANNOTATION = "kubeprem.io/accept"
 _RULE_ID = r"[A-Z]{2}\d{3}"
-_SPLIT = re.compile(rf",\s*(?={_RULE_ID}\s*(?:,\s*{_RULE_ID}\s*)*:)|;|\n")
+_NEXT_ENTRY = re.compile(rf",\s*(?={_RULE_ID}\s*(?:,\s*{_RULE_ID}\s*)*:)")
 _ENTRY = re.compile(rf"^\s*({_RULE_ID}(?:\s*,\s*{_RULE_ID})*)\s*(?::\s*(.*?))?\s*$", re.DOTALL)
 
 
@@ -29,6 +29,20 @@ _ENTRY = re.compile(rf"^\s*({_RULE_ID}(?:\s*,\s*{_RULE_ID})*)\s*(?::\s*(.*?))?\s
 class Accepts:
     reasons: dict[str, str]
     problems: list[str]
+
+
+def _entries(raw: str) -> list[str]:
+    """Entries on separate lines (or after ';'), or after a comma that follows a
+    reason and comes before the next ``<rule-id>:``."""
+    out: list[str] = []
+    for line in re.split(r"[\n;]", raw):
+        start = 0
+        for match in _NEXT_ENTRY.finditer(line):
+            if ":" in line[start : match.start()]:
+                out.append(line[start : match.start()])
+                start = match.end()
+        out.append(line[start:])
+    return out
 
 
 def parse_accepts(m: Manifest, known: set[str]) -> Accepts:
@@ -39,7 +53,7 @@ def parse_accepts(m: Manifest, known: set[str]) -> Accepts:
     problems: list[str] = []
     if raw is None:
         return Accepts(reasons, problems)
-    for entry in _SPLIT.split(str(raw)):
+    for entry in _entries(str(raw)):
         if not entry.strip():
             continue
         match = _ENTRY.match(entry)

@@ -76,7 +76,8 @@ def _sub_lines(lines: Mapping[YPath, int], prefix: YPath) -> dict[YPath, int]:
 def _objects(doc: Any, raw: Any, file: str) -> list[Manifest]:
     lines: dict[YPath, int] = {}
     plain = _plain(raw, (), lines)
-    line = _start_line(raw)
+    top = [n for p, n in lines.items() if len(p) == 1]
+    line = min(top) if top else _start_line(raw)
     where = Location(file, line)
     if not isinstance(plain, dict):
         kind = "a list" if isinstance(plain, list) else f"the value {plain!r}"
@@ -87,7 +88,8 @@ def _objects(doc: Any, raw: Any, file: str) -> list[Manifest]:
         out: list[Manifest] = []
         for i, item in enumerate(plain["items"]):
             item_lines = _sub_lines(lines, ("items", i))
-            item_line = lines.get(("items", i), line)
+            item_top = [n for p, n in item_lines.items() if len(p) == 1]
+            item_line = min(item_top) if item_top else lines.get(("items", i), line)
             if not isinstance(item, dict) or not isinstance(item.get("kind"), str):
                 raise ManifestError(
                     Location(file, item_line), f"item {i} of the List is not a Kubernetes object"
