@@ -22,15 +22,18 @@ both digests, and nothing enters the cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tarfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from kubeprem.errors import InputError, OperationError
 from kubeprem.lab.artifacts import (
@@ -44,6 +47,7 @@ from kubeprem.lab.artifacts import install_file as _install
 from kubeprem.lab.artifacts_manifest import Entry, parse_checksums
 
 TIMEOUT_S = 60
+HEARTBEAT_S = 10.0
 _CHUNK = 1 << 20
 
 UPSTREAM = {
@@ -146,21 +150,29 @@ def location(base: str, rel: str) -> str:
     return str(Path(base) / rel)
 
 
-def download(base: str, rel: str, dest: Path) -> str:
-    """Copy ``rel`` from the mirror to ``dest``; returns its SHA-256."""
+def download(base: str, rel: str, dest: Path, progress: Progress | None = None) -> str:
+    """Copy ``rel`` from the mirror to ``dest``; returns its SHA-256. Large
+    or slow downloads report their progress every ``HEARTBEAT_S``."""
     where = location(base, rel)
     h = hashlib.sha256()
+    done = 0
+    last = time.monotonic()
     try:
-        if is_url(base):
-            with urllib.request.urlopen(where, timeout=TIMEOUT_S) as resp, open(dest, "wb") as out:
-                while chunk := resp.read(_CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
-        else:
-            with open(where, "rb") as src, open(dest, "wb") as out:
-                while chunk := src.read(_CHUNK):
-                    h.update(chunk)
-                    out.write(chunk)
+        with contextlib.ExitStack() as stack:
+            if is_url(base):
+                src: BinaryIO = stack.enter_context(
+                    urllib.request.urlopen(where, timeout=TIMEOUT_S)
+                )
+            else:
+                src = stack.enter_context(open(where, "rb"))
+            out = stack.enter_context(open(dest, "wb"))
+            while chunk := src.read(_CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+                done += len(chunk)
+                if progress is not None and time.monotonic() - last >= HEARTBEAT_S:
+                    progress(f"  {PurePosixPath(rel).name}: {done / 1e6:.0f} MB so far")
+                    last = time.monotonic()
     except urllib.error.HTTPError as exc:
         raise OperationError(f"mirror: {where}: HTTP {exc.code} {exc.reason}") from exc
     except urllib.error.URLError as exc:
@@ -196,7 +208,7 @@ def fetch_all(base: str, version: str, staging: Path, progress: Progress) -> dic
         expected = published_digest(base, f, scratch)
         local = scratch / f.filename
         progress(f"fetching {where}")
-        actual = download(base, f.path, local)
+        actual = download(base, f.path, local, progress)
         if actual != expected:
             local.unlink()
             raise ChecksumMismatch(where, expected, actual)
