@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
 
 from kubeprem.errors import InputError
@@ -102,3 +109,27 @@ def test_every_non_kubernetes_artifact_has_a_debian_package() -> None:
     from kubeprem.lab.artifacts import ARTIFACT_NAMES, KUBERNETES_BINARIES
 
     assert set(deb.DEBIAN_BINARIES) == set(ARTIFACT_NAMES) - set(KUBERNETES_BINARIES)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_a_running_build_is_recognised(tmp_path: Path) -> None:
+    tree = tmp_path / "kubernetes-1.20.5+really1.20.2"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "Makefile").write_text("all:\n\tsleep 30\n")
+    log = tmp_path / "build.log"
+    assert deb.builds_running(tree) == []
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            ["make"], cwd=tree, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while not deb.builds_running(tree) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert deb.builds_running(tree) == [proc.pid]
+        assert deb._stdout_file(proc.pid) == log
+        assert deb.builds_running(tree / "sub") == []
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # make and its sleep
+        proc.wait()
+    assert deb.builds_running(tree) == []
