@@ -415,7 +415,7 @@ class Builder:
                 f"{spec.name}: copying the base, apt-get install {' '.join(spec.packages)}"
             )
             rootfs.run("copy the base", ["cp", "-a", "--reflink=auto", str(base_root), str(work)])
-            rootfs.install(work, spec.packages, spec.remove, self.detail)
+            rootfs.install(work, spec.packages, spec.force_remove, spec.remove, self.detail)
             user = rootfs.resolve_user(work, spec.user)
             installed = rootfs.installed_packages(work)
             added = {p: v for p, v in installed.items() if base_packages.get(p) != v}

@@ -57,6 +57,9 @@ class ImageSpec:
     workdir: str = "/"
     # host files copied into the image for source="file": (host path, image path)
     files: tuple[tuple[str, str], ...] = ()
+    # packages purged after installing although others depend on them
+    # (dpkg --purge --force-depends): large optional parts of a dependency
+    force_remove: tuple[str, ...] = ()
     # image paths removed after installing (data a package's postinst created)
     remove: tuple[str, ...] = ()
     notes: str = ""
@@ -124,8 +127,17 @@ CATALOGUE: tuple[ImageSpec, ...] = (
             "LANG=C.UTF-8",
         ),
         workdir="/var/lib/postgresql",
+        # LLVM (and Z3, which it needs) only serve PostgreSQL's optional JIT:
+        # 130 MB. Without llvmjit.so PostgreSQL runs with JIT unavailable.
+        force_remove=("libllvm14", "libz3-4"),
         # postgresql-common's postinst creates a "main" cluster; Patroni makes its own
-        remove=("/etc/postgresql/15/main", "/var/lib/postgresql/15/main"),
+        remove=(
+            "/etc/postgresql/15/main",
+            "/var/lib/postgresql/15/main",
+            "/usr/lib/postgresql/15/lib/llvmjit.so",
+            "/usr/lib/postgresql/15/lib/llvmjit_types.bc",
+            "/usr/lib/postgresql/15/lib/bitcode",
+        ),
     ),
     ImageSpec(
         name="haproxy",
@@ -194,6 +206,9 @@ CATALOGUE: tuple[ImageSpec, ...] = (
         ),
         user="prometheus",
         ports=("9090/tcp",),
+        # every tz database release unpacked (200 MB); the web UI loads only
+        # moment-timezone-with-data.min.js
+        remove=("/usr/share/javascript/moment-timezone/data",),
         workdir="/var/lib/prometheus",
     ),
     ImageSpec(

@@ -205,7 +205,13 @@ def simulate_install(root: Path, packages: Sequence[str]) -> list[str]:
     return sorted(found)
 
 
-def install(root: Path, packages: Sequence[str], remove: Sequence[str], progress: Progress) -> None:
+def install(
+    root: Path,
+    packages: Sequence[str],
+    force_remove: Sequence[str],
+    remove: Sequence[str],
+    progress: Progress,
+) -> None:
     with chroot_mounts(root):
         chroot(
             root,
@@ -213,6 +219,13 @@ def install(root: Path, packages: Sequence[str], remove: Sequence[str], progress
             ["apt-get", "-q", "-y", "install", "--no-install-recommends", *packages],
             progress,
         )
+        if force_remove:
+            chroot(
+                root,
+                "dpkg --purge --force-depends",
+                ["dpkg", "--purge", "--force-depends", *force_remove],
+                progress,
+            )
         chroot(root, "apt-get clean", ["apt-get", "clean"])
     for path in remove:
         target = root / path.lstrip("/")
