@@ -177,12 +177,8 @@ class FakeTransport:
         self._handlers.append((tuple(prefix), handler))
 
     def commands(self) -> list[tuple[str, ...]]:
-        """Every command run, facts and preview scripts shown by their $0 only."""
-        return [
-            c.argv[3:4] if c.argv[:2] == ("sh", "-c") else c.argv
-            for c in self.calls
-            if c.kind == "run"
-        ]
+        """Every call in order; scripts shown by their $0, writes as ("sftp-put", path)."""
+        return [c.argv[3:4] if c.argv[:2] == ("sh", "-c") else c.argv for c in self.calls]
 
     def written(self) -> list[str]:
         return [c.path for c in self.calls if c.kind == "put" and c.path]
