@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.table import Table
-
 from kubeprem.cli.common import console, console_err
 from kubeprem.errors import InputError
 from kubeprem.images import build_images, default_cache, list_images
@@ -155,20 +153,24 @@ def cmd_list(args: argparse.Namespace) -> int:
         ]
         console.print_json(json.dumps(doc))
         return 0
-    table = Table(box=None, pad_edge=False)
-    for col in ("NAME", "REFERENCE", "ARCHIVE", "CONFIG / MANIFEST", "SIZE"):
-        table.add_column(col, overflow="fold")
+    rows = [("NAME", "REFERENCE", "ARCHIVE", "CONFIG / MANIFEST", "SIZE")]
     for s in statuses:
         if s.archive is None:
-            note = "built for another reference" if s.stale else "not built"
-            table.add_row(s.spec.name, s.ref, note, "-", "-")
+            note = "(built for another reference)" if s.stale else "(not built)"
+            rows.append((s.spec.name, s.ref, note, "-", "-"))
         else:
-            table.add_row(
-                s.spec.name,
-                s.ref,
-                str(s.archive.path),
-                f"{_short(s.archive.config_digest)} / {_short(s.archive.digest)}",
-                f"{s.archive.size / 1e6:.1f} MB",
+            rows.append(
+                (
+                    s.spec.name,
+                    s.ref,
+                    str(s.archive.path),
+                    f"{_short(s.archive.config_digest)} / {_short(s.archive.digest)}",
+                    f"{s.archive.size / 1e6:.1f} MB",
+                )
             )
-    console.print(table)
+    # plain columns, never folded, so references and paths can be copied
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)]
+        console.print("  ".join([*cells, row[-1]]), markup=False, overflow="ignore", crop=False)
     return 0

@@ -137,6 +137,10 @@ CATALOGUE: tuple[ImageSpec, ...] = (
             "/usr/lib/postgresql/15/lib/llvmjit.so",
             "/usr/lib/postgresql/15/lib/llvmjit_types.bc",
             "/usr/lib/postgresql/15/lib/bitcode",
+            # ssl-cert's postinst makes a key pair; one baked-in key would be
+            # shared by every cluster, so certificates come from the pod
+            "/etc/ssl/private/ssl-cert-snakeoil.key",
+            "/etc/ssl/certs/ssl-cert-snakeoil.pem",
         ),
     ),
     ImageSpec(
