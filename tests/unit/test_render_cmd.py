@@ -91,7 +91,9 @@ def test_rerender_replaces_whole_tree_and_refuses_foreign_folder(
 
 
 def test_every_role_gets_its_components(example_site: Site) -> None:
-    bundle = issue_pki(example_site, datetime(2026, 1, 1, tzinfo=UTC), SeededKeySource("render-test"))
+    bundle = issue_pki(
+        example_site, datetime(2026, 1, 1, tzinfo=UTC), SeededKeySource("render-test")
+    )
     by_name = {
         m.name: {r.component for r in render_machine(example_site, m, bundle)}
         for m in example_site.machines
@@ -101,3 +103,33 @@ def test_every_role_gets_its_components(example_site: Site) -> None:
     assert {"kubelet", "containerd", "kube-proxy", "cni"} <= by_name["worker-0"]
     assert "etcd" not in by_name["worker-0"]
     assert len(BY_ROLE) >= 12
+
+
+def test_services_restart_when_a_file_they_read_changes(example_site: Site) -> None:
+    """A renewed certificate restarts exactly the services that use it."""
+    from kubeprem.plan.diff import diff_host
+    from kubeprem.plan.facts import FileFacts, HostFacts, ServiceFacts
+    from kubeprem.plan.model import RestartService
+
+    bundle = issue_pki(example_site, datetime(2026, 1, 1, tzinfo=UTC), SeededKeySource("a"))
+    c0 = example_site.machines[0]
+    rendered = render_machine(example_site, c0, bundle)
+    apiserver = next(r for r in rendered if r.component == "kube-apiserver")
+    assert "/etc/kubernetes/pki/apiserver.crt" in apiserver.reads
+    etcd = next(r for r in rendered if r.component == "etcd")
+    assert "/etc/kubernetes/pki/apiserver.crt" not in etcd.reads
+
+    import hashlib
+
+    files = {}
+    for r in rendered:
+        for f in r.files:
+            digest = hashlib.sha256(f.content).hexdigest()
+            if f.path == "/etc/kubernetes/pki/apiserver.crt":
+                digest = "0" * 64  # the certificate on the host is an older one
+            files[f.path] = FileFacts(digest, f.mode, "root", "root", "regular file")
+    services = {s: ServiceFacts("enabled", "active") for r in rendered for s in r.services}
+    facts = HostFacts(host="controller-0", files=files, services=services)
+    plan = diff_host("controller-0", rendered, facts)
+    restarted = {c.service for c in plan.changes if isinstance(c, RestartService)}
+    assert restarted == {"kube-apiserver.service"}

@@ -31,13 +31,15 @@ class Rendered:
     """A component's desired state on one machine.
 
     ``services``: systemd units to enable and keep running, restarted when
-    any of ``files`` changes. ``setup`` files (no service) come with no
-    restart, e.g. CNI configuration.
+    any of ``files`` changes, or any file of another component named in
+    ``reads`` (a certificate, a binary) changes. Files without a service
+    (CNI configuration) restart nothing.
     """
 
     component: str
     files: tuple[File, ...]
     services: tuple[str, ...] = ()
+    reads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ own files.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from kubeprem.components import (
     apiserver,
@@ -59,6 +60,31 @@ def render_machine(
             if rendered.files or rendered.services:
                 out.append(rendered)
     _check_unique_paths(machine, out)
+    return with_reads(out)
+
+
+def with_reads(rendered: list[Rendered]) -> list[Rendered]:
+    """Each component with a service learns which other components' files it
+    reads: any of their paths named in its own files (a unit's ExecStart, a
+    kubeconfig path in a config). A renewed certificate or a new binary then
+    restarts exactly the services that use it."""
+    out = []
+    for r in rendered:
+        if not r.services:
+            out.append(r)
+            continue
+        own = {f.path for f in r.files}
+        texts = [f.content for f in r.files if not f.secret]
+        reads = tuple(
+            sorted(
+                f.path
+                for other in rendered
+                if other is not r
+                for f in other.files
+                if f.path not in own and any(f.path.encode() in t for t in texts)
+            )
+        )
+        out.append(replace(r, reads=tuple(dict.fromkeys(reads))))
     return out
 
 

@@ -10,8 +10,9 @@ Rules:
   differing is a chmod;
 - ``daemon-reload`` once per host when any unit file's content changes;
 - each service of a ``Rendered`` is enabled unless already enabled, started
-  unless running, and restarted only when one of that ``Rendered``'s files
-  changes content (a mode change restarts nothing).
+  unless running, and restarted only when one of that ``Rendered``'s files,
+  or a file it ``reads`` (a certificate, a binary), changes content (a mode
+  change restarts nothing).
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def diff_host(host: str, rendered: Sequence[Rendered], facts: HostFacts) -> Host
     triggers: dict[str, list[str]] = {}
     for r in rendered:
         changed = [f.path for f in r.files if f.path in written]
+        changed += [p for p in r.reads if p in written and p not in changed]
         for s in r.services:
             triggers.setdefault(s, [])
             triggers[s] += [p for p in changed if p not in triggers[s]]
