@@ -69,7 +69,9 @@ def test_upstream_version(debian: str, upstream: str) -> None:
 def test_tag_must_match_debian() -> None:
     redis = by_name("redis")
     check_tag(redis, {"redis-server": "5:7.0.15-1~deb12u10"})
-    with pytest.raises(OperationError, match=re.escape("does not match Debian's redis-server 5:7.2.4-1")):
+    with pytest.raises(
+        OperationError, match=re.escape("does not match Debian's redis-server 5:7.2.4-1")
+    ):
         check_tag(redis, {"redis-server": "5:7.2.4-1"})
     with pytest.raises(OperationError, match="would not be installed"):
         check_tag(redis, {})
