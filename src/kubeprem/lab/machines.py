@@ -135,9 +135,13 @@ def check_prerequisites(*, need_debootstrap: bool) -> None:
 # -- one lab's files --------------------------------------------------------
 
 
+def _lock_path(plan: LabPlan) -> Path:
+    return plan.lab_dir.parent / f".{plan.cluster}.lock"
+
+
 @contextlib.contextmanager
 def _lab_lock(plan: LabPlan) -> Iterator[None]:
-    lock = plan.lab_dir.parent / f".{plan.cluster}.lock"
+    lock = _lock_path(plan)
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
@@ -452,6 +456,7 @@ def lab_down(loaded: LoadedSite, *, progress: Progress = _quiet, root: Path | No
                 _write(kh, "".join(kept))
             else:
                 kh.unlink()
+        _lock_path(plan).unlink(missing_ok=True)
 
 
 def lab_status(loaded: LoadedSite, *, root: Path | None = None) -> list[MachineStatus]:
