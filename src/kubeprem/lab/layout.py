@@ -43,6 +43,12 @@ PACKAGES: tuple[str, ...] = (
     "iputils-ping",
     "curl",
     "less",
+    # What kubeprem expects the operating system of a real server to provide
+    # from its own mirror (not shipped as artifacts): the load balancer's
+    # programs and nftables for the node firewall.
+    "haproxy",
+    "keepalived",
+    "nftables",
 )
 
 # Bumped when the lab-only files baked into the cached root change.
