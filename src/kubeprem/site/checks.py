@@ -11,7 +11,7 @@ from collections import Counter
 from ipaddress import IPv4Network
 
 from kubeprem.components.versions import SUPPORTED, supported_text
-from kubeprem.site.model import Site, pod_subnet_count
+from kubeprem.site.model import Machine, Opening, Site, pod_subnet_count
 
 Problem = tuple[tuple[str | int, ...], bool, str]
 
@@ -23,6 +23,7 @@ def check_site(site: Site) -> list[Problem]:
     out += _check_roles(site)
     out += _check_networks(site)
     out += _check_api(site)
+    out += _check_firewall(site)
     return out
 
 
@@ -273,3 +274,125 @@ def _check_api(site: Site) -> list[Problem]:
                 )
             )
     return out
+
+
+# Ranges no operator's machine can have as its address: a list of admin
+# networks made only of these lets nobody in over SSH.
+_NOT_OPERATORS = (
+    IPv4Network("0.0.0.0/8"),
+    IPv4Network("127.0.0.0/8"),
+    IPv4Network("169.254.0.0/16"),
+    IPv4Network("224.0.0.0/4"),
+    IPv4Network("240.0.0.0/4"),
+)
+
+
+def _check_firewall(site: Site) -> list[Problem]:
+    """The firewall must keep kubeprem's own way in, and say why each hole exists.
+
+    kubeprem reaches every machine by SSH at its IPv4 address, from a machine
+    whose address it cannot know. So the admin networks (SSH's sources) must
+    hold at least one IPv4 range an operator's machine could be in; the
+    default, anywhere, always does. Openings only add to what is allowed, but
+    one on a port the firewall guards (SSH, etcd, the API, the kubelet,
+    NodePorts) would do nothing there, so it is refused with the setting that
+    governs that port.
+    """
+    out: list[Problem] = []
+    fw = site.firewall
+    nw = site.network
+    admin_path = ("firewall", "admin_networks")
+    if not fw.admin_networks:
+        out.append(
+            (
+                admin_path,
+                False,
+                "firewall.admin_networks is empty: SSH would be closed to everyone, kubeprem "
+                "included; list the networks you administer from, or leave the key out to "
+                "allow SSH from anywhere",
+            )
+        )
+    else:
+        unusable = (*_NOT_OPERATORS, nw.pod_cidr, nw.service_cidr)
+        usable = [
+            n
+            for n in fw.admin_networks
+            if isinstance(n, IPv4Network) and not any(n.subnet_of(u) for u in unusable)
+        ]
+        if not usable:
+            out.append(
+                (
+                    admin_path,
+                    False,
+                    "none of firewall.admin_networks can hold the machine kubeprem runs on: "
+                    "kubeprem connects over SSH to the machines' IPv4 addresses, so list at "
+                    "least one IPv4 network outside loopback, link-local, multicast and the "
+                    "pod and service ranges (e.g. your admin network or the node subnet "
+                    f"{nw.node_cidr})",
+                )
+            )
+    for i, opening in enumerate(fw.openings):
+        base = ("firewall", "openings", i)
+        if not opening.reason.strip():
+            out.append(
+                (
+                    (*base, "reason"),
+                    False,
+                    "the reason is blank; say who needs this opening and why",
+                )
+            )
+        known = {m.name for m in site.machines}
+        for j, name in enumerate(opening.machines):
+            if name not in known:
+                out.append(
+                    (
+                        (*base, "machines", j),
+                        False,
+                        f"no machine is named '{name}'",
+                    )
+                )
+        targets = [m for m in site.machines if opening.applies_to(m)]
+        clash = _guarded_clash(site, opening, targets)
+        if clash:
+            out.append(((*base, "ports"), False, clash))
+    for key, nets in (
+        ("admin_networks", fw.admin_networks),
+        ("nodeport_networks", fw.nodeport_networks),
+        ("monitoring_networks", fw.monitoring_networks),
+    ):
+        for j, net in enumerate(nets):
+            if nets.index(net) != j:
+                out.append(
+                    (("firewall", key, j), False, f"{net} is listed twice in firewall.{key}")
+                )
+    return out
+
+
+_GOVERNED_BY = {
+    "ssh": "SSH is opened only by firewall.admin_networks; add the sources there",
+    "kube-apiserver": "the API port is opened by firewall.admin_networks; add the sources there",
+    "api-vip": "the VIP's port is opened by firewall.admin_networks; add the sources there",
+    "kubelet": "the kubelet is opened by firewall.monitoring_networks; add the sources there",
+    "nodeports": "NodePorts are opened by firewall.nodeport_networks; add the sources there",
+    "etcd": "etcd is reached only by the etcd and control-plane machines; run clients there",
+}
+
+
+def _guarded_clash(site: Site, opening: Opening, targets: list[Machine]) -> str:
+    """The message for an opening that touches a guarded port, or ''."""
+    # Imported here: the firewall renderer imports the site package, which
+    # imports these checks; the guarded ports are the renderer's own table.
+    from kubeprem.components.firewall import guarded_ports
+
+    for m in targets:
+        for name, proto, (low, high) in guarded_ports(site, m):
+            if proto != opening.protocol:
+                continue
+            for a, b in opening.port_ranges():
+                if a <= high and low <= b:
+                    port = f"{low}" if low == high else f"{low}-{high}"
+                    return (
+                        f"{proto} port {port} on '{m.name}' is guarded by the firewall; "
+                        f"{_GOVERNED_BY.get(name, 'it cannot be widened by an opening')}"
+                    )
+    return ""

@@ -9,10 +9,10 @@ checks across fields (overlapping CIDRs, etcd quorum, ...) live in
 from __future__ import annotations
 
 from functools import cached_property
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, ip_interface, ip_network
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StringConstraints
 
 Role = Literal["etcd", "control-plane", "worker", "lb"]
 ROLES: tuple[Role, ...] = ("etcd", "control-plane", "worker", "lb")
@@ -140,6 +140,102 @@ class Image(_Model):
     archive: Text | None = None
 
 
+def _network(value: object) -> IPv4Network | IPv6Network:
+    if isinstance(value, IPv4Network | IPv6Network):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected a network like 192.0.2.0/24 or 2001:db8::/32")
+    try:
+        return ip_network(value, strict=True)
+    except ValueError as exc:
+        try:
+            loose = ip_network(value, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"'{value}' is not a network like 192.0.2.0/24 or 2001:db8::/32"
+            ) from exc
+        raise ValueError(
+            f"'{value}' has host bits set; the network is {loose}, or write a single "
+            f"address as {ip_interface(value).ip}/{loose.max_prefixlen}"
+        ) from exc
+
+
+def _port_spec(value: object) -> int | str:
+    """A port number, or a "low-high" range; digits in quotes are a number."""
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 1 <= value <= 65535:
+            return value
+        raise ValueError(f"port {value} is outside 1-65535")
+    if isinstance(value, str):
+        low, sep, high = value.partition("-")
+        if sep and low.isdigit() and high.isdigit():
+            if not 1 <= int(low) <= int(high) <= 65535:
+                raise ValueError(f"port range {value} must go up, within 1-65535")
+            return f"{int(low)}-{int(high)}"
+    raise ValueError('a port is a number (9100) or a range in quotes ("8000-8080")')
+
+
+# An address range in the firewall's settings; IPv6 too, so that admin
+# networks can name the operators' IPv6 ranges (the cluster itself is IPv4).
+AnyNetwork = Annotated[IPv4Network | IPv6Network, PlainValidator(_network)]
+PortSpec = Annotated[int | str, PlainValidator(_port_spec)]
+ANYWHERE: tuple[IPv4Network | IPv6Network, ...] = (IPv4Network("0.0.0.0/0"), IPv6Network("::/0"))
+
+
+class Opening(_Model):
+    """An extra port opened in the node firewall, and why.
+
+    ``ports``: numbers or ``"low-high"`` ranges. Applies to the machines
+    named in ``machines`` and those with any of ``roles``; with neither, to
+    every machine. ``reason`` is required: a firewall opening nobody can
+    explain is one nobody dares to close.
+    """
+
+    reason: Text
+    protocol: Literal["tcp", "udp"] = "tcp"
+    ports: Annotated[list[PortSpec], Field(min_length=1)]
+    sources: Annotated[list[AnyNetwork], Field(min_length=1)]
+    roles: list[Role] = []
+    machines: list[DNSLabel] = []
+
+    def applies_to(self, machine: Machine) -> bool:
+        if not self.roles and not self.machines:
+            return True
+        return machine.name in self.machines or any(machine.has(r) for r in self.roles)
+
+    def port_ranges(self) -> list[tuple[int, int]]:
+        """Each entry as (low, high); a single port is (port, port)."""
+        out = []
+        for p in self.ports:
+            if isinstance(p, int):
+                out.append((p, p))
+            else:
+                low, _, high = p.partition("-")
+                out.append((int(low), int(high)))
+        return out
+
+
+class Firewall(_Model):
+    """The node firewall kubeprem renders (nftables, table ``inet kubeprem``).
+
+    ``admin_networks``: where SSH and the API (each kube-apiserver's port and
+    the VIP's) may be reached from, besides the node subnet for the API.
+    The default is anywhere, so that turning the firewall on locks nobody
+    out; narrow it to the networks you administer from.
+    ``nodeport_networks``: clients of NodePort Services besides the node
+    subnet and the pods. ``monitoring_networks``: may reach the kubelets
+    (port 10250) besides the control-plane machines.
+    """
+
+    enabled: Flag = True
+    admin_networks: list[AnyNetwork] = list(ANYWHERE)
+    nodeport_networks: list[AnyNetwork] = []
+    monitoring_networks: list[AnyNetwork] = []
+    openings: list[Opening] = []
+
+
 class Site(_Model):
     cluster: Cluster
     api: API
@@ -150,6 +246,7 @@ class Site(_Model):
     audit: Audit = Audit()
     artifacts: Artifacts = Artifacts()
     images: list[Image] = []
+    firewall: Firewall = Firewall()
 
     # -- derived views, computed once --------------------------------------
 
@@ -218,16 +315,21 @@ def pod_subnet_count(network: Network) -> int:
 
 
 __all__ = [
+    "ANYWHERE",
     "API",
     "ROLES",
     "SSH",
+    "AnyNetwork",
     "Artifacts",
     "Audit",
     "Cluster",
     "Encryption",
+    "Firewall",
     "Image",
     "Machine",
     "Network",
+    "Opening",
+    "PortSpec",
     "Role",
     "SSHOverride",
     "Site",
