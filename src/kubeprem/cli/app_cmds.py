@@ -1,0 +1,133 @@
+"""`kubeprem app render|deploy|status|destroy APP`: stateful apps as code."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from kubeprem.apps import workflow
+from kubeprem.apps.base import SystemPasswords
+from kubeprem.apps.catalog import APPS, app_def
+from kubeprem.apps.values import load_values
+from kubeprem.cli.common import add_site_arg, console, console_err, site_from
+from kubeprem.errors import InputError
+from kubeprem.images import image_refs
+from kubeprem.kube.http import HttpKubeAPI
+from kubeprem.kube.resources import ident, rank_of
+from kubeprem.pki.store import KUBECONFIG_DIR, pki_dir
+from kubeprem.site import LoadedSite
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("app", help="render, deploy, inspect or destroy a stateful app")
+    app_sub = p.add_subparsers(dest="app_command", metavar="ACTION", required=True)
+    apps_help = f"the app: {', '.join(APPS)}"
+
+    r = app_sub.add_parser("render", help="write the app's manifests (no cluster needed)")
+    r.add_argument("app", metavar="APP", help=apps_help)
+    r.add_argument("--values", metavar="FILE", help="values file (YAML) overriding the defaults")
+    r.add_argument("--out", metavar="DIR", help="one file per object here (default: stdout)")
+    r.set_defaults(handler=cmd_render)
+
+    for name, fn, text in (
+        ("deploy", cmd_deploy, "check, dry-run, apply in order and wait for the rollout"),
+        ("status", cmd_status, "rollout state, pods with their roles, claims"),
+        ("destroy", cmd_destroy, "delete the app; claims, passwords and namespace stay"),
+    ):
+        c = app_sub.add_parser(name, help=text)
+        add_site_arg(c)
+        c.add_argument("app", metavar="APP", help=apps_help)
+        c.add_argument("--values", metavar="FILE", help="values file used to deploy")
+        c.add_argument("--kubeconfig", metavar="FILE", help="default: the site's admin kubeconfig")
+        if name == "deploy":
+            c.add_argument("--no-wait", action="store_true", help="do not wait for the rollout")
+            c.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
+        if name == "destroy":
+            c.add_argument(
+                "--delete-data",
+                action="store_true",
+                help="also delete the claims (the data), the passwords and the namespace",
+            )
+        c.set_defaults(handler=fn)
+
+
+def kube_api(loaded: LoadedSite, kubeconfig: str | None) -> HttpKubeAPI:
+    path = Path(kubeconfig) if kubeconfig else pki_dir(loaded) / KUBECONFIG_DIR / "admin.conf"
+    if not path.exists():
+        raise InputError(f"no kubeconfig at {path}; run `kubeprem pki {loaded.path}` first")
+    return HttpKubeAPI.from_kubeconfig(path)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    app = app_def(args.app)
+    values = load_values(app.values, args.values)
+    rendered = workflow.render(app, values, image_refs(), SystemPasswords())
+    if not args.out:
+        console.out(workflow.to_yaml(rendered.objects), end="")
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for i, obj in enumerate(sorted(rendered.objects, key=rank_of)):
+        name = f"{i:02d}-{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+        mode = 0o600 if obj["kind"] == "Secret" else 0o644
+        fd = os.open(out / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(workflow.to_yaml([obj]))
+        os.chmod(out / name, mode)
+    console_err.print(f"wrote {len(rendered.objects)} manifests to {out}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> tuple[Any, Any, HttpKubeAPI, LoadedSite]:
+    app = app_def(args.app)
+    values = load_values(app.values, args.values)
+    loaded = site_from(args)
+    return app, values, kube_api(loaded, args.kubeconfig), loaded
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    app, values, api, loaded = _prepare(args)
+    rendered = workflow.render(app, values, image_refs(loaded.site), SystemPasswords(), api)
+    workflow.deploy(
+        api,
+        rendered,
+        loaded.site,
+        wait=not args.no_wait,
+        timeout=args.timeout,
+        progress=lambda line: console.print(line),
+    )
+    console.print(f"[green]{app.name} deployed[/] in namespace {rendered.namespace}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    app, values, api, loaded = _prepare(args)
+    rendered = workflow.render(app, values, image_refs(loaded.site), SystemPasswords(), api)
+    rows, pods, claims = workflow.status(api, rendered)
+    for w in rows:
+        mark = "ok " if w.done else "..."
+        console.print(f"{mark} {w.kind} {w.name}: {w.detail}")
+    for p in pods:
+        console.print(
+            f"    pod {p.name:<24} {p.phase:<10} {'ready' if p.ready else 'not ready':<10} "
+            f"{p.role:<10} {p.node}"
+        )
+    for name, phase, volume in claims:
+        console.print(f"    claim {name:<30} {phase:<8} {volume}")
+    return 0 if all(w.done for w in rows) else 1
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    app, values, api, _ = _prepare(args)
+    rendered = workflow.render(app, values, image_refs(), SystemPasswords(), api)
+    gone = workflow.destroy(
+        api, rendered, delete_data=args.delete_data, progress=lambda line: console.print(line)
+    )
+    kept = "" if args.delete_data else "; claims, the Secret and the namespace were kept"
+    console.print(f"{app.name}: {len(gone)} objects deleted{kept}")
+    return 0
+
+
+__all__ = ["cmd_deploy", "cmd_destroy", "cmd_render", "cmd_status", "ident", "register"]

@@ -1,0 +1,206 @@
+"""``HttpKubeAPI``: the real Kubernetes API over TLS, standard library only.
+
+Requests are built by one pure function (``build_request``) and sent by
+``http.client`` with an ``ssl`` context holding the cluster CA (loaded from
+memory) and the client certificate and key. ``ssl`` reads a client key only
+from a file, so the key is written into a private 0700 temporary folder,
+loaded, and the folder is removed at once; the context keeps the key in
+memory for the life of the client. Every failure becomes a ``KubeError``
+naming kind, namespace, name, HTTP status and the API's message.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import ssl
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from kubeprem.kube.api import FIELD_MANAGER, KubeError, Obj
+from kubeprem.kube.config import KubeConfig, load_kubeconfig
+from kubeprem.kube.resources import kind_of, path
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # with the query string
+    body: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def build_request(
+    verb: str,
+    kind: str,
+    name: str | None = None,
+    namespace: str | None = None,
+    *,
+    body: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
+    label_selector: str | None = None,
+) -> Request:
+    """The HTTP request for one API verb: get, list, apply or delete. Pure."""
+    query: dict[str, str] = {}
+    headers = {"Accept": "application/json"}
+    data: bytes | None = None
+    if verb == "get":
+        method, p = "GET", path(kind, name, namespace)
+    elif verb == "list":
+        method, p = "GET", path(kind, None, namespace) if namespace else _cluster_path(kind)
+        if label_selector:
+            query["labelSelector"] = label_selector
+    elif verb == "apply":
+        method, p = "PATCH", path(kind, name, namespace)
+        query["fieldManager"] = FIELD_MANAGER
+        query["force"] = "true"
+        # JSON is YAML; the server takes apply patches as application/apply-patch+yaml
+        headers["Content-Type"] = "application/apply-patch+yaml"
+        data = json.dumps(body, sort_keys=True).encode()
+    elif verb == "delete":
+        method, p = "DELETE", path(kind, name, namespace)
+        headers["Content-Type"] = "application/json"
+        data = json.dumps(
+            {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        ).encode()
+    else:
+        raise ValueError(f"unknown verb {verb}")
+    if dry_run:
+        query["dryRun"] = "All"
+    if query:
+        p += "?" + urlencode(query)
+    return Request(method, p, data, headers)
+
+
+def _cluster_path(kind: str) -> str:
+    k = kind_of(kind)
+    return f"{k.base}/{k.plural}"
+
+
+def _ssl_context(cfg: KubeConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cadata=cfg.ca_pem.decode("ascii", "replace"))
+    folder = tempfile.mkdtemp(prefix="kubeprem-kube-")  # mode 0700
+    try:
+        cert = os.path.join(folder, "client.crt")
+        key = os.path.join(folder, "client.key")
+        for file, data in ((cert, cfg.cert_pem), (key, cfg.key_pem.reveal())):
+            fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+        ctx.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise KubeError(
+            "connect", "cluster", cfg.source, None, None, f"client certificate: {exc.reason}"
+        ) from exc
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return ctx
+
+
+class HttpKubeAPI:
+    """The API server of one kubeconfig. A new connection per request: waits
+    poll seldom, and nothing is left half-open when a call times out."""
+
+    def __init__(self, cfg: KubeConfig, timeout: float = 30.0) -> None:
+        url = urlsplit(cfg.server)
+        self._host = url.hostname or ""
+        self._port = url.port or 443
+        self._prefix = url.path.rstrip("/")
+        self._ctx = _ssl_context(cfg)
+        self._timeout = timeout
+        self.server = cfg.server
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: Path, timeout: float = 30.0) -> HttpKubeAPI:
+        return cls(load_kubeconfig(kubeconfig), timeout)
+
+    # -- the interface -------------------------------------------------------
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> Obj | None:
+        status, doc = self._send(build_request("get", kind, name, namespace), kind, name, namespace)
+        if status == 404:
+            return None
+        return self._ok("get", status, doc, kind, name, namespace)
+
+    def list(
+        self, kind: str, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Obj]:
+        req = build_request("list", kind, None, namespace, label_selector=label_selector)
+        status, doc = self._send(req, kind, None, namespace)
+        out = self._ok("list", status, doc, kind, None, namespace)
+        k = kind_of(kind)
+        items = [dict(i) for i in out.get("items") or []]
+        for item in items:
+            item.setdefault("kind", k.kind)
+            item.setdefault("apiVersion", k.api_version)
+        return items
+
+    def apply(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> Obj:
+        kind = str(obj.get("kind"))
+        meta = obj.get("metadata") or {}
+        name, namespace = str(meta.get("name")), meta.get("namespace")
+        req = build_request("apply", kind, name, namespace, body=obj, dry_run=dry_run)
+        status, doc = self._send(req, kind, name, namespace)
+        return self._ok("dry-run apply" if dry_run else "apply", status, doc, kind, name, namespace)
+
+    def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
+        req = build_request("delete", kind, name, namespace)
+        status, doc = self._send(req, kind, name, namespace)
+        if status == 404:
+            return False
+        self._ok("delete", status, doc, kind, name, namespace)
+        return True
+
+    def close(self) -> None:
+        pass
+
+    # -- I/O -----------------------------------------------------------------
+
+    def _send(
+        self, req: Request, kind: str, name: str | None, namespace: str | None
+    ) -> tuple[int, Obj]:
+        conn = http.client.HTTPSConnection(
+            self._host, self._port, context=self._ctx, timeout=self._timeout
+        )
+        try:
+            conn.request(req.method, self._prefix + req.path, body=req.body, headers=req.headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+            status = resp.status
+        except (OSError, http.client.HTTPException) as exc:
+            verb = req.method.lower()
+            raise KubeError(
+                verb, kind, name, namespace, None, f"{self.server}: {exc or type(exc).__name__}"
+            ) from exc
+        finally:
+            conn.close()
+        try:
+            doc = json.loads(raw) if raw else {}
+        except ValueError:
+            doc = {"message": raw[:300].decode("utf-8", "replace")}
+        return status, doc if isinstance(doc, dict) else {"message": str(doc)}
+
+    @staticmethod
+    def _ok(
+        verb: str, status: int, doc: Obj, kind: str, name: str | None, namespace: str | None
+    ) -> Obj:
+        if 200 <= status < 300:
+            return doc
+        raise KubeError(
+            verb,
+            kind,
+            name,
+            namespace,
+            status,
+            str(doc.get("message") or "no message"),
+            str(doc.get("reason") or ""),
+        )
+
+
+__all__ = ["HttpKubeAPI", "Request", "build_request"]
