@@ -133,3 +133,10 @@ def test_a_running_build_is_recognised(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGKILL)  # make and its sleep
         proc.wait()
     assert deb.builds_running(tree) == []
+
+
+def test_built_since(tmp_path: Path) -> None:
+    (tmp_path / "kubectl").write_bytes(b"x")
+    os.utime(tmp_path / "kubectl", (1000, 1000))
+    (tmp_path / "kubelet").write_bytes(b"x")
+    assert deb._built_since(tmp_path, ["kubelet", "kubectl", "kube-proxy"], 2000) == ["kubelet"]

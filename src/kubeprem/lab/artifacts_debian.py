@@ -320,6 +320,7 @@ def build(tree: Path, binaries: list[str], log: Path, progress: Progress) -> Non
     env = {**os.environ, **BUILD_ENV}
     progress(f"building {', '.join(binaries)} in {tree} (about 8 minutes on 2 cores); log: {log}")
     start = time.monotonic()
+    started = time.time()
     with open(log, "w", encoding="utf-8") as out:
         # its own process group, so an interrupted run stops make and every go child
         proc = subprocess.Popen(
@@ -331,7 +332,11 @@ def build(tree: Path, binaries: list[str], log: Path, progress: Progress) -> Non
                     proc.wait(timeout=HEARTBEAT_S)
                     break
                 except subprocess.TimeoutExpired:
-                    progress(f"still building, {_elapsed(start)}: {_last_line(log)}")
+                    done = _built_since(tree / "_output" / "bin", binaries, started)
+                    progress(
+                        f"still building, {_elapsed(start)}, {len(done)}/{len(binaries)} done"
+                        f"{' (' + ', '.join(done) + ')' if done else ''}: {_last_line(log)}"
+                    )
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -343,6 +348,19 @@ def build(tree: Path, binaries: list[str], log: Path, progress: Progress) -> Non
             f"{proc.returncode}; end of {log}: {_last_line(log, 5)}"
         )
     progress(f"built {', '.join(binaries)} in {_elapsed(start)}")
+
+
+def _built_since(out: Path, binaries: list[str], since: float) -> list[str]:
+    """Which of ``binaries`` the running build has written (go links the
+    binaries of one ``make`` near its end, so this moves in steps)."""
+    done = []
+    for b in binaries:
+        try:
+            if (out / b).stat().st_mtime >= since:
+                done.append(b)
+        except OSError:
+            pass
+    return done
 
 
 def _last_line(log: Path, n: int = 1) -> str:
