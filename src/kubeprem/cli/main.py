@@ -25,6 +25,7 @@ from kubeprem.cli import (
     audit_cmds,
     images_cmds,
     lab_cmds,
+    monitoring_cmds,
     pki_cmds,
     render_cmds,
     site_cmds,
@@ -32,7 +33,16 @@ from kubeprem.cli import (
 from kubeprem.cli.common import console_err
 from kubeprem.errors import KubepremError
 
-GROUPS = (site_cmds, pki_cmds, render_cmds, lab_cmds, artifacts_cmds, images_cmds, audit_cmds)
+GROUPS = (
+    site_cmds,
+    pki_cmds,
+    render_cmds,
+    lab_cmds,
+    artifacts_cmds,
+    images_cmds,
+    audit_cmds,
+    monitoring_cmds,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,202 @@
+"""prometheus.yml: what Prometheus scrapes, and how it reaches each target.
+
+Called by ``render``. Debian's Prometheus (2.42, the image kubeprem builds)
+is compiled without Kubernetes service discovery (``kubernetes_sd_configs``
+is rejected: its client libraries are not packaged), so:
+
+- every machine-level target comes from the site, as a static target
+  labelled with the machine's name (``node``): etcd, API servers,
+  controller-manager, scheduler, HAProxy, and on workers the kubelet,
+  cAdvisor, kube-proxy and node exporter. The site is the source of truth
+  for machines anyway; adding a node means re-rendering (and redeploying)
+  the monitoring configuration, as it does for every other component;
+- application exporters and the Alertmanager replicas are found by DNS
+  (cluster DNS): SRV records of a headless Service's named port.
+
+Static API server targets are also the right choice on their own: the API
+server's endpoint reconciler removes a stopped API server from the
+``kubernetes`` Service's endpoints within seconds, so an endpoints-discovered
+target would vanish instead of reporting ``up == 0``.
+
+Jobs for components that listen on loopback today (controller-manager,
+scheduler, kube-proxy, HAProxy's exporter, node exporter on machines that
+are no node) are rendered only when ``Values.exposed`` names them:
+docs/monitoring.md says what machine-side change each one needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubeprem.apps.monitoring import layout as L
+from kubeprem.apps.monitoring.values import AppTarget, Values
+from kubeprem.components import etcd
+from kubeprem.site.model import Machine, Site
+
+Job = dict[str, Any]
+
+
+def _static(machines: list[Machine], port: int) -> list[dict[str, Any]]:
+    """One target group per machine, so every sample carries its machine name."""
+    return [{"targets": [f"{m.address}:{port}"], "labels": {"node": m.name}} for m in machines]
+
+
+def _token_tls() -> dict[str, Any]:
+    """HTTPS with the service account's token, verified against the cluster CA
+    (which signs the API server's, the kubelets' and the controllers' serving
+    certificates; each names its machine's address)."""
+    return {
+        "scheme": "https",
+        "authorization": {"credentials_file": L.SA_TOKEN},
+        "tls_config": {"ca_file": L.SA_CA},
+    }
+
+
+def _app_job(app: AppTarget, domain: str) -> Job:
+    return {
+        "job_name": f"app/{app.namespace}/{app.service}",
+        "dns_sd_configs": [
+            {
+                "names": [
+                    f"_{port}._tcp.{app.service}.{app.namespace}.svc.{domain}" for port in app.ports
+                ],
+                "type": "SRV",
+            }
+        ],
+        "relabel_configs": [
+            {
+                # <pod>.<service>.<namespace>.svc.<domain>. -> <pod>
+                "source_labels": ["__meta_dns_srv_record_target"],
+                "regex": r"([^.]+)\..*",
+                "target_label": "pod",
+            },
+            {"target_label": "namespace", "replacement": app.namespace},
+            {"target_label": "app_instance", "replacement": app.instance},
+        ],
+    }
+
+
+def jobs(site: Site, values: Values) -> list[Job]:
+    workers = site.workers
+    out: list[Job] = [
+        {
+            "job_name": "etcd",
+            "scheme": "https",
+            # mutual TLS with Prometheus's own etcd client certificate
+            "tls_config": {
+                "ca_file": L.ETCD_CLIENT_CA,
+                "cert_file": L.ETCD_CLIENT_CRT,
+                "key_file": L.ETCD_CLIENT_KEY,
+            },
+            "static_configs": _static(site.etcd_members, etcd.CLIENT_PORT),
+        },
+        {
+            "job_name": "kube-apiserver",
+            **_token_tls(),
+            "static_configs": _static(site.controllers, site.api.apiserver_port),
+        },
+    ]
+    if values.exposes("kube-controller-manager"):
+        out.append(
+            {
+                "job_name": "kube-controller-manager",
+                **_token_tls(),
+                "static_configs": _static(site.controllers, L.CONTROLLER_MANAGER_PORT),
+            }
+        )
+    if values.exposes("kube-scheduler"):
+        out.append(
+            {
+                "job_name": "kube-scheduler",
+                **_token_tls(),
+                "static_configs": _static(site.controllers, L.SCHEDULER_PORT),
+            }
+        )
+    if workers:
+        # directly on each kubelet, not through the API server's node proxy:
+        # the kubelet checks the token by webhook, RBAC grants nodes/metrics
+        out += [
+            {
+                "job_name": "kubelet",
+                **_token_tls(),
+                "static_configs": _static(workers, L.KUBELET_PORT),
+            },
+            {
+                "job_name": "cadvisor",
+                "metrics_path": "/metrics/cadvisor",
+                **_token_tls(),
+                "static_configs": _static(workers, L.KUBELET_PORT),
+            },
+        ]
+    if values.exposes("kube-proxy") and workers:
+        out.append(
+            {
+                "job_name": "kube-proxy",
+                "static_configs": _static(workers, L.KUBE_PROXY_METRICS_PORT),
+            }
+        )
+    if values.exposes("haproxy") and site.load_balancers:
+        out.append(
+            {
+                "job_name": "haproxy",
+                "static_configs": _static(site.load_balancers, L.HAPROXY_METRICS_PORT),
+            }
+        )
+    # the DaemonSet on nodes (host network); Debian's service on the other machines
+    hosts = [m for m in site.machines if m.has("worker") or values.exposes("node-exporter-host")]
+    if hosts:
+        out.append(
+            {
+                "job_name": "node-exporter",
+                "static_configs": _static(hosts, L.NODE_EXPORTER_PORT),
+            }
+        )
+    out += [_app_job(app, site.cluster.domain) for app in values.apps]
+    out += [
+        {
+            "job_name": "prometheus",
+            "static_configs": [{"targets": [f"localhost:{L.PROMETHEUS_PORT}"]}],
+        },
+        {
+            # every Alertmanager replica: notification failures are alerts too
+            "job_name": "alertmanager",
+            "dns_sd_configs": [
+                {"names": [_peers(site, values)], "type": "A", "port": L.ALERTMANAGER_PORT}
+            ],
+        },
+    ]
+    return out
+
+
+def _peers(site: Site, values: Values) -> str:
+    return f"{L.ALERTMANAGER_PEERS}.{values.namespace}.svc.{site.cluster.domain}"
+
+
+def config(site: Site, values: Values) -> dict[str, Any]:
+    interval = f"{values.scrape_interval_seconds}s"
+    return {
+        "global": {
+            "scrape_interval": interval,
+            "scrape_timeout": f"{min(10, values.scrape_interval_seconds)}s",
+            "evaluation_interval": interval,
+            "external_labels": {"cluster": site.cluster.name},
+        },
+        "rule_files": [L.RULES_GLOB],
+        "alerting": {
+            "alertmanagers": [
+                {
+                    # every replica (the headless Service's addresses), not the
+                    # load-balanced Service: each alert goes to each Alertmanager
+                    "dns_sd_configs": [
+                        {"names": [_peers(site, values)], "type": "A", "port": L.ALERTMANAGER_PORT}
+                    ],
+                }
+            ]
+        },
+        "scrape_configs": jobs(site, values),
+    }
+
+
+def render(site: Site, values: Values) -> str:
+    header = "# Rendered by kubeprem (kubeprem monitoring render); changes here are overwritten.\n"
+    return header + L.to_yaml(config(site, values))
