@@ -8,7 +8,7 @@ Debian's source package):
 - ``from_cache_verified``: the same with every file re-hashed (``--verify``);
 - ``assemble_from_build`` (debian-source only): a new cache whose source tree
   is the existing build: version checks, copies, hashes, manifest;
-- ``from_scratch`` (only with ``--from-scratch``, about 8+ minutes on 2 cores):
+- ``from_scratch`` (only with ``--from-scratch``, 10+ minutes on 2 cores):
   a new cache and an empty Go build cache: apt-get source, the full build,
   Debian's files. The existing cache is left alone.
 
@@ -138,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                 stamps.append((round(time.perf_counter() - start, 1), msg))
                 log(f"{stamps[-1][0]:7.1f}s {msg}")
 
+            load_before = os.getloadavg()[0]
             t, _ = timed(lambda: art.ensure_artifacts(site, scratch, record, mirror=mirror))
             results["from_scratch"] = {
                 "total_s": round(t, 1),
+                "load_average_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
                 "steps": [{"at_s": a, "step": m} for a, m in stamps if "still" not in m],
                 "note": "new cache and empty GOCACHE; apt-get source, make, Debian files",
             }

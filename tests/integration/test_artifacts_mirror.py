@@ -274,7 +274,7 @@ def test_debian_source_set_from_the_build(example_site: Site, tmp_path: Path) ->
             f"no finished Kubernetes {deb.KUBERNETES_VERSION} build in "
             f"{deb.source_tree(art.default_cache_dir())}/_output/bin: run "
             "`kubeprem artifacts SITE` with artifacts.source: debian-source first "
-            "(about 8 minutes; CI does it during setup)"
+            "(10 minutes or more; CI does it during setup)"
         )
     missing = [p for p in deb.COMPONENT_OF_PACKAGE if deb.installed_version(p) is None]
     if missing:

@@ -31,8 +31,8 @@ def register(sub: Any) -> None:
         description="Put the binaries the site's nodes run (Kubernetes, etcd, containerd, "
         "runc, CNI plugins) into the local cache with a SHA-256 manifest, from the site's "
         "artifacts.source: a mirror of the upstream release files (checked against their "
-        "published checksums) or Debian (Kubernetes built from its source package, about "
-        "8 minutes the first time). A complete cached set is reused.",
+        "published checksums) or Debian (Kubernetes built from its source package, 10 "
+        "minutes or more the first time). A complete cached set is reused.",
     )
     add_site_arg(p)
     p.add_argument(

@@ -318,7 +318,7 @@ def build(tree: Path, binaries: list[str], log: Path, progress: Progress) -> Non
     what = " ".join(f"cmd/{b}" for b in binaries)
     argv = ["make", f"WHAT={what}", "KUBE_BUILD_PLATFORMS=linux/amd64"]
     env = {**os.environ, **BUILD_ENV}
-    progress(f"building {', '.join(binaries)} in {tree} (about 8 minutes on 2 cores); log: {log}")
+    progress(f"building {', '.join(binaries)} in {tree} (10 to 13 minutes on 2 cores); log: {log}")
     start = time.monotonic()
     started = time.time()
     with open(log, "w", encoding="utf-8") as out:
