@@ -267,3 +267,15 @@ def test_listing_mirror(example_site: Site) -> None:
         "etcd/v3.4.13/etcd-v3.4.13-linux-amd64.tar.gz#etcd-v3.4.13-linux-amd64/etcdctl"
     )
     assert origin["runc"] == "runc/v1.1.5/runc.amd64"
+
+
+def test_a_killed_run_leaves_no_set(tmp_path: Path) -> None:
+    """A run killed mid-way leaves only its temporary folder: no set is seen,
+    and the next writer removes it."""
+    staging = art.new_temp_set(tmp_path, "1.20.2")
+    (staging / "bin").mkdir()
+    (staging / "bin/kube-apiserver").write_bytes(b"half")
+    assert art.cached_set(tmp_path, "1.20.2", "debian-source") is None
+    assert not art.set_dir(tmp_path, "1.20.2").exists()
+    art.remove_stale_temps(tmp_path)
+    assert list((tmp_path / "artifacts").iterdir()) == []
