@@ -248,6 +248,7 @@ def remove_stale_temps(cache_dir: Path) -> None:
 
 
 def new_temp_set(cache_dir: Path, version: str) -> Path:
+    (cache_dir / "artifacts").mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=cache_dir / "artifacts"))
 
 
