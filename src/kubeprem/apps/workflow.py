@@ -188,24 +188,10 @@ __all__ = ["PodRow", "WorkloadRow", "deploy", "destroy", "preflight", "render", 
 
 def to_yaml(objects: Any) -> str:
     """Objects as one multi-document YAML text, in apply order."""
-    import io
-
-    from ruamel.yaml import YAML
-
     from kubeprem.kube.resources import apply_order
+    from kubeprem.yamltext import dump_yaml
 
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.width = 4096
-
-    def block(dumper: Any, data: str) -> Any:
-        style = "|" if "\n" in data else None
-        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-    yaml.representer.add_representer(str, block)
-    out = io.StringIO()
-    yaml.dump_all([_plain(o) for o in apply_order(objects)], out)
-    return out.getvalue()
+    return dump_yaml(*(_plain(o) for o in apply_order(objects)))
 
 
 def _plain(o: Any) -> Any:

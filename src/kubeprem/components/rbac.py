@@ -15,12 +15,10 @@ renderers (audit policy, scheduler configuration).
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from kubeprem.site.model import Site
+from kubeprem.yamltext import dump_yaml
 
 APISERVER_KUBELET_USER = "kube-apiserver-kubelet-client"
 ROLE_NAME = "kubeprem:kube-apiserver-to-kubelet"
@@ -29,16 +27,7 @@ KUBELET_SUBRESOURCES = ("nodes/proxy", "nodes/stats", "nodes/log", "nodes/spec",
 
 
 def to_yaml(*docs: Any) -> str:
-    """Block-style YAML, keys in insertion order; several docs are joined by ``---``."""
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # keep key order
-    out = []
-    for doc in docs:
-        buf = io.StringIO()
-        yaml.dump(doc, buf)
-        out.append(buf.getvalue())
-    return "---\n".join(out)
+    return dump_yaml(*docs)
 
 
 def manifests(site: Site) -> list[dict[str, Any]]:

@@ -8,10 +8,9 @@ nowhere else. Called by every module of this package and by the tests.
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from ruamel.yaml import YAML
+from kubeprem.yamltext import dump_yaml
 
 # -- in the Prometheus pod ---------------------------------------------------
 CONFIG_DIR = "/etc/prometheus/config"  # ConfigMap prometheus-config
@@ -68,15 +67,4 @@ BACKUP_METRIC = "kubeprem_etcd_backup_last_success_timestamp_seconds"
 
 
 def to_yaml(*docs: Any) -> str:
-    """Block-style YAML, keys in insertion order, long lines never folded
-    (a PromQL expression stays on one line); several docs joined by ``---``."""
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.width = 4096
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # keep key order
-    out = []
-    for doc in docs:
-        buf = io.StringIO()
-        yaml.dump(doc, buf)
-        out.append(buf.getvalue())
-    return "---\n".join(out)
+    return dump_yaml(*docs)
