@@ -218,10 +218,10 @@ def test_audit_policy_never_logs_secret_bodies() -> None:
 
 def test_controller_manager_flags(example_site: Site) -> None:
     f = unit_flags(controller_manager.render(ctx(example_site)))
-    assert f["node-cidr-mask-size"] == str(example_site.network.node_pod_prefix)
+    assert "node-cidr-mask-size" not in f
     assert f["cluster-cidr"] == "10.200.0.0/16"
     assert f["service-cluster-ip-range"] == "10.32.0.0/24"
-    assert f["allocate-node-cidrs"] == "true"
+    assert f["allocate-node-cidrs"] == "false"  # apply sets the site's pod CIDRs
     assert f["use-service-account-credentials"] == "true"
     assert f["leader-elect"] == "true"
     assert f["bind-address"] == "127.0.0.1"

@@ -2,9 +2,14 @@
 
 Called by the render command and the plan. One instance is active at a time
 (leader election); it signs kubelet CSRs with the cluster CA, issues
-service-account tokens with the service-account key, and gives each node a
-``/node_pod_prefix`` slice of the pod CIDR. Its own HTTPS endpoint listens
-on loopback only.
+service-account tokens with the service-account key. Its own HTTPS endpoint
+listens on loopback only.
+
+Pod CIDRs are not allocated here: each worker's CNI bridge and every
+machine's routes use the site's fixed allocation (``site.pod_cidrs``), and
+the controller-manager's allocator hands out ranges in registration order,
+which can disagree. Apply sets each Node's ``spec.podCIDR`` from the site
+right after the kubelet registers (allowed once, while it is empty).
 """
 
 from __future__ import annotations
@@ -39,9 +44,8 @@ def argv(ctx: HostContext) -> list[str]:
         "service-account-private-key-file": paths.SA_KEY,
         "use-service-account-credentials": True,
         "service-cluster-ip-range": str(net.service_cidr),
-        "allocate-node-cidrs": True,
+        "allocate-node-cidrs": False,
         "cluster-cidr": str(net.pod_cidr),
-        "node-cidr-mask-size": net.node_pod_prefix,
     }
     return [f"{paths.BIN_DIR}/kube-controller-manager", *flags(pairs)]
 
