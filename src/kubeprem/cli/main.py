@@ -21,14 +21,17 @@ from rich.markup import escape
 
 from kubeprem import __version__
 from kubeprem.cli import (
+    app_cmds,
     artifacts_cmds,
     audit_cmds,
+    cluster_cmds,
     images_cmds,
     lab_cmds,
     monitoring_cmds,
     pki_cmds,
     render_cmds,
     site_cmds,
+    storage_cmds,
 )
 from kubeprem.cli.common import console_err
 from kubeprem.errors import KubepremError
@@ -37,6 +40,9 @@ GROUPS = (
     site_cmds,
     pki_cmds,
     render_cmds,
+    cluster_cmds,
+    app_cmds,
+    storage_cmds,
     lab_cmds,
     artifacts_cmds,
     images_cmds,

@@ -7,7 +7,7 @@ own files.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from kubeprem.components import (
@@ -49,11 +49,17 @@ BY_ROLE: tuple[tuple[Role | None, Renderer], ...] = (
 
 
 def render_machine(
-    site: Site, machine: Machine, bundle: PkiBundle, options: RenderOptions | None = None
+    site: Site,
+    machine: Machine,
+    bundle: PkiBundle,
+    options: RenderOptions | None = None,
+    *,
+    extra: Sequence[Rendered] = (),
 ) -> list[Rendered]:
-    """Every component for one machine; the PKI files come first."""
+    """Every component for one machine; the PKI files come first, then
+    ``extra`` (the binaries, during apply), then the services in start order."""
     ctx = HostContext(site, machine, options or RenderOptions())
-    out = [pki_files(ctx, bundle)]
+    out = [pki_files(ctx, bundle), *extra]
     for role, render in BY_ROLE:
         if role is None or machine.has(role):
             rendered = render(ctx)

@@ -1,0 +1,378 @@
+"""Plan and apply: bare machines to a highly-available cluster, idempotently.
+
+Called by `kubeprem plan` and `kubeprem apply`. One facts round trip per
+host feeds a pure diff (the plan shown before acting); apply then executes
+that plan phase by phase, each phase gated on the health of what it
+started (the thesis's chapter 3, in order):
+
+    preflight → base files and binaries → etcd (quorum) → control plane
+    (/readyz on each) → HAProxy + keepalived (/readyz via the VIP) → cluster
+    objects (RBAC) → container runtime → images → kubelet + kube-proxy (every
+    worker registered, given its pod CIDR from the site, and Ready)
+
+A rerun converges: each phase only does what its facts say is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubeprem.components import paths, rbac
+from kubeprem.components.base import Rendered
+from kubeprem.errors import OperationError
+from kubeprem.images.builder import ImageArchive
+from kubeprem.lab.artifacts import ArtifactSet
+from kubeprem.pki.bundle import PkiBundle
+from kubeprem.plan.diff import diff, is_unit_path, wanted
+from kubeprem.plan.facts import HostFacts, gather_all
+from kubeprem.plan.model import (
+    Change,
+    DaemonReload,
+    EnableService,
+    HostPlan,
+    Plan,
+    RestartService,
+    StartService,
+    WriteFile,
+    ordered,
+)
+from kubeprem.site.load import LoadedSite
+from kubeprem.site.model import Site
+from kubeprem.transport.base import Transport
+from kubeprem.workflows import gates
+from kubeprem.workflows.desired import desired_state
+from kubeprem.workflows.execute import ApplySummary, Progress, execute
+
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    components: frozenset[str]
+
+
+# The order of the thesis's chapter 3; gates are in `_gate` below.
+PHASES: tuple[Phase, ...] = (
+    Phase("base", frozenset({"pki", "artifacts", "node-os", "routes", "firewall"})),
+    Phase("etcd", frozenset({"etcd"})),
+    Phase(
+        "control-plane",
+        frozenset({"kube-apiserver", "kube-controller-manager", "kube-scheduler"}),
+    ),
+    Phase("load-balancer", frozenset({"haproxy", "keepalived"})),
+    Phase("cluster-objects", frozenset()),
+    Phase("container-runtime", frozenset({"containerd", "cni"})),
+    Phase("images", frozenset()),
+    Phase("node-agents", frozenset({"kubelet", "kube-proxy"})),
+)
+KNOWN_COMPONENTS = frozenset().union(*(p.components for p in PHASES))
+
+# Directories the programs expect, created before the first phase.
+DIRECTORIES: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "etcd": ((paths.ETCD_DATA, "0700"),),
+    "control-plane": (("/var/log/kubernetes", "0700"),),
+    "worker": (("/var/lib/kubelet", "0700"), ("/var/lib/kube-proxy", "0755")),
+    "lb": (),
+}
+
+
+@dataclass
+class ClusterPlan:
+    """What apply would do: per-host changes, and whether cluster objects
+    and images still need applying (known only once the API answers)."""
+
+    hosts: Plan
+    facts: Mapping[str, HostFacts]
+    desired: Mapping[str, list[Rendered]]
+    problems: Mapping[str, list[str]]  # preflight findings per host
+
+    def to_dict(self, *, verbose: bool = False) -> dict[str, Any]:
+        out = self.hosts.to_dict(verbose=verbose)
+        if self.problems:
+            out["preflight"] = {h: list(p) for h, p in self.problems.items() if p}
+        return out
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    seconds: float
+    changes: int
+    detail: str = ""
+
+
+@dataclass
+class ApplyReport:
+    phases: list[PhaseResult] = field(default_factory=list)
+    summaries: list[ApplySummary] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        return sum(p.changes for p in self.phases)
+
+
+# -- plan ------------------------------------------------------------------------
+
+
+async def make_plan(
+    loaded: LoadedSite,
+    bundle: PkiBundle,
+    artifacts: ArtifactSet | None,
+    transports: Mapping[str, Transport],
+) -> ClusterPlan:
+    """Gather facts (one round trip per host) and diff against the desired state."""
+    site = loaded.site
+    first = desired_state(site, bundle, artifacts)
+    requests = {name: wanted(rendered) for name, rendered in first.items()}
+    facts = await gather_all(dict(transports), requests)
+    options = {name: f.render_options() for name, f in facts.items()}
+    desired = desired_state(site, bundle, artifacts, options)
+    return ClusterPlan(diff(desired, facts), facts, desired, preflight(site, facts))
+
+
+def preflight(site: Site, facts: Mapping[str, HostFacts]) -> dict[str, list[str]]:
+    """Pure checks on the facts: what would make the bootstrap fail."""
+    out: dict[str, list[str]] = {}
+    for m in site.machines:
+        f = facts[m.name]
+        problems: list[str] = []
+        if not f.systemd:
+            problems.append(
+                "systemd is not running as PID 1; kubeprem runs services as systemd units"
+            )
+        if f.arch not in (None, "x86_64"):
+            problems.append(f"architecture {f.arch}: the artifacts are built for x86_64 (amd64)")
+        if m.has("worker") and f.swap_in_use and not f.in_container:
+            problems.append(
+                "swap is on; the kubelet refuses to start with swap (swapoff -a, and remove it from /etc/fstab)"
+            )
+        offset = f.clock.offset
+        if offset is not None and abs(offset) > 2 + (f.clock.uncertainty or 0):
+            problems.append(
+                f"clock is {offset:+.1f} s off the operator's; enable NTP (TLS and etcd need synchronised clocks)"
+            )
+        out[m.name] = problems
+    return out
+
+
+def phase_plan(plan: Plan, desired: Mapping[str, list[Rendered]], phase: Phase) -> Plan:
+    """The part of the full plan that belongs to one phase's components."""
+    hosts: dict[str, HostPlan] = {}
+    for host, hp in plan.hosts.items():
+        services = {s for r in desired[host] if r.component in phase.components for s in r.services}
+        changes: list[Change] = []
+        units: list[str] = []
+        for c in hp.changes:
+            if isinstance(c, WriteFile) and c.component in phase.components:
+                changes.append(c)
+                if c.content_changes and is_unit_path(c.path):
+                    units.append(c.path)
+            elif (
+                isinstance(c, EnableService | StartService | RestartService)
+                and c.service in services
+            ):
+                changes.append(c)
+        if units:
+            changes.append(DaemonReload(tuple(units)))
+        hosts[host] = HostPlan(host, ordered(changes), ())
+    return Plan(hosts)
+
+
+# -- apply -----------------------------------------------------------------------
+
+
+async def apply(
+    loaded: LoadedSite,
+    cplan: ClusterPlan,
+    transports: Mapping[str, Transport],
+    images: Sequence[ImageArchive],
+    *,
+    say: Say,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> ApplyReport:
+    site = loaded.site
+    bad = {h: p for h, p in cplan.problems.items() if p}
+    if bad:
+        lines = "; ".join(f"{h}: {', '.join(p)}" for h, p in bad.items())
+        raise OperationError(f"preflight failed, nothing changed: {lines}")
+    unknown = {r.component for rs in cplan.desired.values() for r in rs} - KNOWN_COMPONENTS
+    if unknown:
+        raise AssertionError(f"components without a phase: {sorted(unknown)}")
+    report = ApplyReport()
+    first_cp = site.controllers[0].name
+    await _directories(site, cplan.facts, transports)
+    for phase in PHASES:
+        t0 = clock()
+        say(f"phase {phase.name}")
+        changes = 0
+        detail = ""
+        if phase.components:
+            part = phase_plan(cplan.hosts, cplan.desired, phase)
+            if not part.empty:
+                summary = await execute(part, transports, progress=progress)
+                report.summaries.append(summary)
+                changes = part.total()
+        elif phase.name == "cluster-objects":
+            changes, detail = await cluster_objects(site, transports[first_cp])
+        elif phase.name == "images":
+            changes, detail = await import_images(site, transports, images, say)
+        changes += await _gate(phase, site, transports)
+        report.phases.append(PhaseResult(phase.name, clock() - t0, changes, detail))
+    return report
+
+
+async def _directories(
+    site: Site, facts: Mapping[str, HostFacts], transports: Mapping[str, Transport]
+) -> None:
+    async def one(name: str) -> None:
+        m = site.machine(name)
+        dirs = {d: mode for role in m.roles for d, mode in DIRECTORIES[role]}
+        for d, mode in dirs.items():
+            await transports[name].run(["install", "-d", "-m", mode, d], step=f"create {d}")
+
+    await asyncio.gather(*(one(m.name) for m in site.machines))
+
+
+async def _gate(phase: Phase, site: Site, transports: Mapping[str, Transport]) -> int:
+    """Wait for what the phase started. Gates run even when nothing changed:
+    a converged cluster must also be a healthy one before the next phase.
+    Returns the changes the gate itself made (pod CIDRs given to new nodes)."""
+    if phase.name == "etcd":
+        await gates.etcd_healthy(transports[site.etcd_members[0].name])
+    elif phase.name == "control-plane":
+        await gates.all_of(
+            *(gates.apiserver_ready(transports[m.name], site) for m in site.controllers)
+        )
+    elif phase.name == "load-balancer":
+        await gates.vip_ready(transports[site.controllers[0].name])
+    elif phase.name == "node-agents":
+        t = transports[site.controllers[0].name]
+        names = [m.name for m in site.workers]
+        await gates.nodes_registered(t, names)
+        patched = await set_pod_cidrs(site, t)
+        await gates.nodes_ready(t, names)
+        return patched
+    return 0
+
+
+# -- cluster objects ---------------------------------------------------------------
+
+
+def cluster_manifests(site: Site) -> str:
+    return rbac.manifests_text(site)
+
+
+async def cluster_objects(site: Site, t: Transport) -> tuple[int, str]:
+    """Server-side apply of the cluster's own objects, only when they differ."""
+    text = cluster_manifests(site).encode()
+    common = ["--server-side", "--field-manager=kubeprem", "-f", "-"]
+    d = await t.run(
+        gates.kubectl("diff", *common), step="diff cluster objects", stdin=text, check=False
+    )
+    if d.status == 0:
+        return 0, "cluster objects up to date"
+    if d.status != 1:
+        raise OperationError(
+            f"{t.host}: kubectl diff of cluster objects failed: {d.stderr.strip()[-300:]}"
+        )
+    await t.run(
+        gates.kubectl("apply", "--force-conflicts", *common),
+        step="apply cluster objects",
+        stdin=text,
+    )
+    changed = sum(1 for line in d.stdout.splitlines() if line.startswith("diff "))
+    return max(changed, 1), "cluster objects applied"
+
+
+def pod_cidr_patches(site: Site, nodes: Mapping[str, str]) -> dict[str, str]:
+    """Node -> the JSON merge patch that gives it the site's pod CIDR, for nodes
+    that have none yet. A node with a different one is an error: the field is
+    immutable once set, and its bridge and the routes use the site's value."""
+    out = {}
+    for name, cidr in site.pod_cidrs.items():
+        current = nodes.get(name, "")
+        if current == str(cidr):
+            continue
+        if current:
+            raise OperationError(
+                f"node {name} has pod CIDR {current} but the site gives it {cidr}; pod "
+                f"CIDRs cannot change on a live node: pin pod_cidr: {current} for {name} "
+                "in the site file, or remove the node (kubeprem node remove) and add it again"
+            )
+        out[name] = json.dumps({"spec": {"podCIDR": str(cidr), "podCIDRs": [str(cidr)]}})
+    return out
+
+
+async def set_pod_cidrs(site: Site, t: Transport) -> int:
+    r = await t.run(gates.kubectl("get", "nodes", "-o", "json"), step="read nodes")
+    nodes = {
+        item["metadata"]["name"]: item.get("spec", {}).get("podCIDR", "")
+        for item in json.loads(r.stdout).get("items", [])
+    }
+    patches = pod_cidr_patches(site, nodes)
+    for name, patch in patches.items():
+        await t.run(
+            gates.kubectl("patch", "node", name, "--type=merge", "-p", patch),
+            step=f"set pod CIDR of {name}",
+        )
+    return len(patches)
+
+
+# -- images ----------------------------------------------------------------------
+
+
+def parse_ctr_images(output: str) -> dict[str, str]:
+    """Reference -> manifest digest, from `ctr images ls` (header line first)."""
+    out = {}
+    for line in output.splitlines()[1:]:
+        cols = line.split()
+        if len(cols) >= 3:
+            out[cols[0]] = cols[2]
+    return out
+
+
+async def import_images(
+    site: Site, transports: Mapping[str, Transport], images: Sequence[ImageArchive], say: Say
+) -> tuple[int, str]:
+    """Import every archive a worker lacks into its containerd (k8s.io namespace)."""
+    from kubeprem.components.base import File
+
+    ctr = f"{paths.BIN_DIR}/ctr"
+    imported = 0
+
+    async def one(name: str) -> int:
+        t = transports[name]
+        listing = await t.run([ctr, "-n", "k8s.io", "images", "ls"], step="list images")
+        present = parse_ctr_images(listing.stdout)
+        count = 0
+        for image in images:
+            if present.get(image.ref) == image.digest:
+                continue
+            remote = f"/var/lib/kubeprem/images/{image.name}.tar"
+            await t.put(
+                File(remote, Path(image.path).read_bytes(), 0o600), step=f"copy image {image.ref}"
+            )
+            await t.run(
+                [ctr, "-n", "k8s.io", "images", "import", remote], step=f"import image {image.ref}"
+            )
+            await t.run(["rm", "-f", remote], step="remove image archive")
+            count += 1
+        return count
+
+    counts = await asyncio.gather(*(one(m.name) for m in site.workers))
+    imported = sum(counts)
+    return imported, f"{imported} image imports" if imported else "images present"
+
+
+def summary_json(report: ApplyReport) -> str:
+    return json.dumps(
+        {"phases": [p.__dict__ for p in report.phases], "changes": report.changes}, indent=2
+    )
