@@ -241,6 +241,11 @@ def nft_ruleset(plan: LabPlan) -> str:
     """Our table: nothing is routed into or out of the lab bridge (the
     bridge has no uplink), so lab traffic never leaves the lab; no NAT.
 
+    Frames bridged between two lab machines stay in the lab whatever their
+    addresses: pod-to-pod traffic (10.200.x.y) crosses the bridge between
+    workers, and with br_netfilter loaded it passes this hook with both
+    interfaces being the bridge, so it is not dropped.
+
     ``nft -f`` of this text replaces the table whole (create, delete,
     recreate), so applying it again is harmless.
     """
@@ -253,8 +258,6 @@ def nft_ruleset(plan: LabPlan) -> str:
         f"    type filter hook forward priority filter - 10; policy accept;\n"
         f'    iifname "{br}" oifname != "{br}" counter drop\n'
         f'    oifname "{br}" iifname != "{br}" counter drop\n'
-        f'    iifname "{br}" ip daddr != {{ {plan.subnet}, 224.0.0.0/4, 255.255.255.255 }}'
-        f" counter drop\n"
         f"  }}\n"
         f"}}\n"
     )
