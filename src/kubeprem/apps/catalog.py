@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubeprem.apps import postgresql, redis
+from kubeprem.apps import bigbluebutton, postgresql, redis
 from kubeprem.apps.base import PasswordSource, Rendered
 from kubeprem.apps.values import Values
 from kubeprem.errors import InputError
@@ -27,6 +27,8 @@ class AppDef:
     passwords: Callable[[Passwords, PasswordSource], Passwords]
     secret: str  # the Secret holding the app's passwords
     summary: str
+    # extra lines for `kubeprem app status` (e.g. the firewall ports to open)
+    status_notes: Callable[[Any], list[str]] | None = None
 
 
 APPS: Mapping[str, AppDef] = {
@@ -45,6 +47,15 @@ APPS: Mapping[str, AppDef] = {
         postgresql.passwords,
         postgresql.SECRET,
         "primary + 2 streaming replicas with Patroni (Kubernetes API as its store)",
+    ),
+    "bigbluebutton": AppDef(
+        "bigbluebutton",
+        bigbluebutton.BBBValues,
+        bigbluebutton.build,
+        bigbluebutton.passwords,
+        bigbluebutton.SECRET,
+        "BigBlueButton 3.0 servers (one node each, own Redis and PostgreSQL) behind Scalelite",
+        bigbluebutton.status_lines,
     ),
 }
 
