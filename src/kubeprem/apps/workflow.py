@@ -130,7 +130,9 @@ def status(
     for obj in rendered.objects:
         if obj["kind"] not in ("StatefulSet", "Deployment"):
             continue
-        live = api.get(obj["kind"], obj["metadata"]["name"], rendered.namespace)
+        # an app may span namespaces (BigBlueButton: one per server)
+        ns = obj["metadata"].get("namespace", rendered.namespace)
+        live = api.get(obj["kind"], obj["metadata"]["name"], ns)
         if live is None:
             rows.append(WorkloadRow(obj["kind"], obj["metadata"]["name"], False, "not deployed"))
             continue

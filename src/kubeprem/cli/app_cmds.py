@@ -116,6 +116,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         )
     for name, phase, volume in claims:
         console.print(f"    claim {name:<30} {phase:<8} {volume}")
+    for line in app.status_notes(values) if app.status_notes else ():
+        console.print(line)
     return 0 if all(w.done for w in rows) else 1
 
 

@@ -41,6 +41,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("ServiceAccount", "v1", "serviceaccounts", True, 10),
     Kind("Secret", "v1", "secrets", True, 10),
     Kind("ConfigMap", "v1", "configmaps", True, 10),
+    # before the pods it guards: a pod never runs unguarded by a policy meant for it
+    Kind("NetworkPolicy", "networking.k8s.io/v1", "networkpolicies", True, 15),
     Kind("ClusterRole", "rbac.authorization.k8s.io/v1", "clusterroles", False, 20),
     Kind("ClusterRoleBinding", "rbac.authorization.k8s.io/v1", "clusterrolebindings", False, 20),
     Kind("Role", "rbac.authorization.k8s.io/v1", "roles", True, 20),
