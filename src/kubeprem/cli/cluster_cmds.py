@@ -24,8 +24,9 @@ from kubeprem.workflows import status as st
 from kubeprem.workflows.execute import ProgressEvent
 from kubeprem.workflows.hosts import connected, round_trips
 
-# Images every cluster needs: the sandbox (pause) and the smoke test's busybox.
-BASE_IMAGES = ("pause", "busybox")
+# Images every cluster needs: the sandbox (pause), the smoke test's busybox and
+# the lab's cluster DNS (kubeprem.addons.dns.catalogue_images).
+BASE_IMAGES = ("pause", "busybox", "cluster-dns")
 
 
 def register(sub: Any) -> None:

@@ -232,6 +232,23 @@ CATALOGUE: tuple[ImageSpec, ...] = (
         ports=("9093/tcp",),
         workdir="/var/lib/prometheus",
     ),
+    ImageSpec(
+        name="cluster-dns",
+        repository="cluster-dns",
+        tag="2.90-bookworm",
+        contains="dnsmasq and python3: the lab's cluster DNS (no CoreDNS in Debian)",
+        source="apt",
+        # dnsmasq-base is the binary alone (the dnsmasq package adds an init
+        # script and a system service); python3 runs kubeprem's controller,
+        # which the pod mounts from a ConfigMap (kubeprem.addons.dns)
+        packages=("dnsmasq-base", "python3"),
+        version_of="dnsmasq-base",
+        entrypoint=("/usr/sbin/dnsmasq",),
+        cmd=("--keep-in-foreground", "--log-facility=-", "--port=5353"),
+        user="nobody",
+        ports=("5353/udp", "5353/tcp", "8081/tcp"),
+        notes="arguments and the controller come from the pod; runs as nobody on port 5353",
+    ),
 )
 
 

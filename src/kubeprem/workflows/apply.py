@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubeprem.addons import dns, smoke
 from kubeprem.components import paths, rbac
 from kubeprem.components.base import Rendered
 from kubeprem.errors import OperationError
@@ -71,6 +72,8 @@ PHASES: tuple[Phase, ...] = (
     Phase("container-runtime", frozenset({"containerd", "cni"})),
     Phase("images", frozenset()),
     Phase("node-agents", frozenset({"kubelet", "kube-proxy"})),
+    Phase("cluster-dns", frozenset()),
+    Phase("smoke", frozenset()),
 )
 KNOWN_COMPONENTS = frozenset().union(*(p.components for p in PHASES))
 
@@ -224,6 +227,10 @@ async def apply(
             changes, detail = await cluster_objects(site, transports[first_cp])
         elif phase.name == "images":
             changes, detail = await import_images(site, transports, images, say)
+        elif phase.name == "cluster-dns":
+            changes, detail = await dns.deploy(site, transports[first_cp])
+        elif phase.name == "smoke":
+            changes, detail = await smoke.deploy(site, transports[first_cp])
         changes += await _gate(phase, site, transports)
         report.phases.append(PhaseResult(phase.name, clock() - t0, changes, detail))
     return report

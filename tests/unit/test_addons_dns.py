@@ -1,0 +1,271 @@
+"""Cluster DNS: which server, rendered manifests (golden, audit), the
+controller's hosts file from API JSON, its DNS packets, and the check."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+
+import pytest
+
+from kubeprem.addons import cluster_dns as ctl
+from kubeprem.addons import dns
+from kubeprem.apps.audit import audit_objects
+from kubeprem.errors import OperationError
+from kubeprem.site import Site, example_text, parse_site
+from kubeprem.transport.fake import FakeTransport
+from kubeprem.yamltext import dump_yaml
+from tests.conftest import assert_golden, site_with_version
+
+COREDNS = "registry.k8s.io/coredns/coredns:v1.11.1"
+
+
+def with_images(*names: str, version: str = "1.20.2") -> Site:
+    text = example_text().replace(
+        'kubernetes_version: "1.20.2"', f'kubernetes_version: "{version}"'
+    )
+    listing = "".join(f"\n  - name: {n}\n    archive: {n.rsplit('/', 1)[-1]}.tar" for n in names)
+    if names:
+        text = text.replace("images: []", f"images:{listing}\n#")
+    site, _ = parse_site(text, "site.yaml")
+    return site
+
+
+def test_server_auto_follows_the_sites_images(example_site: Site) -> None:
+    assert dns.server(example_site) == "dnsmasq"
+    assert dns.catalogue_images(example_site) == ("cluster-dns",)
+    site = with_images("mirror.example/pause:3.2", COREDNS)
+    assert dns.coredns_image(site) == COREDNS
+    assert dns.server(site) == "coredns" and dns.catalogue_images(site) == ()
+    assert dns.server(site, dns.DnsOptions(server="dnsmasq")) == "dnsmasq"
+    assert dns.coredns_image(with_images("coredns/coredns:1.8.0")) == "coredns/coredns:1.8.0"
+    assert dns.coredns_image(with_images("example/not-coredns:1")) is None
+    with pytest.raises(OperationError, match="needs a CoreDNS image"):
+        dns.server(example_site, dns.DnsOptions(server="coredns"))
+
+
+def test_lab_manifests_golden(example_site: Site) -> None:
+    assert_golden("addons/dns-dnsmasq.yaml", dns.manifests_text(example_site))
+
+
+def test_coredns_manifests_golden() -> None:
+    site = with_images(COREDNS, version="1.29.4")
+    options = dns.DnsOptions(upstream=("192.0.2.53", "192.0.2.54"))
+    assert_golden("addons/dns-coredns.yaml", dns.manifests_text(site, options))
+
+
+def test_check_pod_golden(example_site: Site) -> None:
+    assert_golden("addons/dns-check-pod.yaml", dump_yaml(dns.check_pod(example_site)))
+
+
+@pytest.mark.parametrize("server", ["dnsmasq", "coredns"])
+def test_audit_clean(server: str) -> None:
+    site = with_images(COREDNS) if server == "coredns" else with_images()
+    objects = [*dns.manifests(site), dns.check_pod(site)]
+    assert [f for f in audit_objects(objects) if f.accepted is None] == []
+
+
+def test_manifest_shape(example_site: Site) -> None:
+    objs = {o["kind"]: o for o in dns.manifests(example_site)}
+    assert objs["Service"]["spec"]["clusterIP"] == "10.32.0.10"
+    assert {(p["port"], p["protocol"]) for p in objs["Service"]["spec"]["ports"]} == {
+        (53, "UDP"),
+        (53, "TCP"),
+    }
+    rules = objs["ClusterRole"]["rules"]
+    assert rules == [
+        {
+            "apiGroups": [""],
+            "resources": ["endpoints", "pods", "services"],
+            "verbs": ["list", "watch"],
+        }
+    ]
+    pod = objs["Deployment"]["spec"]["template"]["spec"]
+    assert objs["Deployment"]["spec"]["replicas"] == 2
+    assert pod["dnsPolicy"] == "Default" and pod["securityContext"]["runAsNonRoot"] is True
+    assert objs["ConfigMap"]["data"]["cluster_dns.py"] == dns.controller_source()
+    assert objs["PodDisruptionBudget"]["apiVersion"] == "policy/v1beta1"
+    later = {o["kind"]: o for o in dns.manifests(site_with_version("1.29.4"))}
+    assert later["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
+
+
+def test_dnsmasq_is_local_for_the_cluster_and_forwards_only_upstream(example_site: Site) -> None:
+    args = dns.dnsmasq_args(example_site)
+    assert "--local=/cluster.local/" in args and "--no-resolv" in args
+    assert not [a for a in args if a.startswith("--server")]
+    up = dns.dnsmasq_args(example_site, dns.DnsOptions(upstream=("192.0.2.53",)))
+    assert "--server=192.0.2.53" in up
+    assert "forward" not in dns.corefile(example_site)
+
+
+def test_reverse_zones() -> None:
+    assert ctl.reverse_zones("10.32.0.0/24") == ["0.32.10.in-addr.arpa"]
+    assert ctl.reverse_zones("10.200.0.0/16") == ["200.10.in-addr.arpa"]
+    assert ctl.reverse_zones("10.96.0.0/12")[:2] == ["96.10.in-addr.arpa", "97.10.in-addr.arpa"]
+    assert len(ctl.reverse_zones("10.96.0.0/12")) == 16
+    assert ctl.reverse_zones("192.168.4.0/22") == [f"{i}.168.192.in-addr.arpa" for i in range(4, 8)]
+
+
+# -- the controller's pure parts ------------------------------------------------------
+
+
+def svc(ns: str, name: str, ip: str, kind: str = "ClusterIP") -> dict[str, object]:
+    spec: dict[str, object] = {"clusterIP": ip, "type": kind}
+    if ip != "None":
+        spec["clusterIPs"] = [ip]
+    return {"metadata": {"namespace": ns, "name": name}, "spec": spec}
+
+
+def endpoints(ns: str, name: str, *addresses: dict[str, str]) -> dict[str, object]:
+    return {
+        "metadata": {"namespace": ns, "name": name},
+        "subsets": [{"addresses": list(addresses), "notReadyAddresses": [{"ip": "10.200.9.9"}]}],
+    }
+
+
+def pod(ns: str, ip: str, phase: str = "Running", host_network: bool = False) -> dict[str, object]:
+    return {
+        "metadata": {"namespace": ns, "name": f"p-{ip}"},
+        "spec": {"hostNetwork": host_network},
+        "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}]},
+    }
+
+
+SERVICES = {
+    "items": [
+        svc("default", "kubernetes", "10.32.0.1"),
+        svc("redis", "redis", "10.32.0.40"),
+        svc("redis", "redis-headless", "None"),
+        svc("web", "docs", "", "ExternalName"),
+    ]
+}
+ENDPOINTS = {
+    "items": [
+        endpoints("default", "kubernetes", {"ip": "10.241.0.10"}),
+        endpoints(
+            "redis",
+            "redis-headless",
+            {"ip": "10.200.1.5", "hostname": "redis-0"},
+            {"ip": "10.200.0.4", "hostname": "redis-1"},
+            {"ip": "10.200.2.7"},
+        ),
+        endpoints("redis", "gone", {"ip": "10.200.3.3"}),  # no such Service
+    ]
+}
+PODS = {
+    "items": [
+        pod("redis", "10.200.1.5"),
+        pod("redis", "10.200.7.7", phase="Pending"),
+        pod("kube-system", "10.241.0.20", host_network=True),
+    ]
+}
+
+
+def test_records_from_api_json() -> None:
+    got = ctl.records(SERVICES, ENDPOINTS, PODS, "cluster.local")
+    assert got == [
+        ("10.200.1.5", "10-200-1-5.redis.pod.cluster.local"),
+        ("10.200.2.7", "10-200-2-7.redis-headless.redis.svc.cluster.local"),
+        ("10.32.0.1", "kubernetes.default.svc.cluster.local"),
+        ("10.200.1.5", "redis-0.redis-headless.redis.svc.cluster.local"),
+        ("10.200.0.4", "redis-1.redis-headless.redis.svc.cluster.local"),
+        ("10.200.0.4", "redis-headless.redis.svc.cluster.local"),
+        ("10.200.1.5", "redis-headless.redis.svc.cluster.local"),
+        ("10.200.2.7", "redis-headless.redis.svc.cluster.local"),
+        ("10.32.0.40", "redis.redis.svc.cluster.local"),
+    ]
+
+
+def test_records_tolerate_missing_fields() -> None:
+    assert ctl.records({}, {"items": None}, {"items": [{}]}, "c.l") == []
+    odd = {"items": [{"metadata": {"name": "x"}, "spec": {"clusterIP": "not-an-ip"}}]}
+    assert ctl.records(odd, {}, {}, "c.l") == []
+
+
+def test_hosts_text_golden() -> None:
+    text = ctl.hosts_text(ctl.records(SERVICES, ENDPOINTS, PODS, "cluster.local"))
+    assert_golden("addons/cluster.hosts", text)
+
+
+def test_write_if_changed(tmp_path: object) -> None:
+    from pathlib import Path
+
+    d = Path(str(tmp_path))
+    assert ctl.write_if_changed(str(d), "a\n") is True
+    assert ctl.write_if_changed(str(d), "a\n") is False
+    assert ctl.write_if_changed(str(d), "b\n") is True
+    assert sorted(p.name for p in d.iterdir()) == ["cluster.hosts"]
+    assert (d / "cluster.hosts").read_text() == "b\n"
+
+
+def answer(qid: int, name: str, rcode: int, *ips: str) -> bytes:
+    q = ctl.query_packet(name, qid)[12:]
+    head = struct.pack(">HHHHHH", qid, 0x8180 | rcode, 1, len(ips), 0, 0)
+    rrs = b"".join(
+        b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 5, 4) + bytes(int(x) for x in ip.split("."))
+        for ip in ips
+    )
+    return head + q + rrs
+
+
+def test_dns_packets() -> None:
+    q = ctl.query_packet("kubernetes.default.svc.cluster.local", 7)
+    assert q[:12] == struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0)
+    assert q[12:] == b"\x0akubernetes\x07default\x03svc\x07cluster\x05local\x00\x00\x01\x00\x01"
+    got = ctl.parse_answer(answer(7, "a.b", 0, "10.32.0.1", "10.32.0.2"), 7)
+    assert got == (0, ["10.32.0.1", "10.32.0.2"])
+    assert ctl.parse_answer(answer(9, "nope.b", 3), 9) == (3, [])
+    with pytest.raises(ValueError, match="not the answer"):
+        ctl.parse_answer(answer(9, "a.b", 0), 8)
+
+
+# -- the check ----------------------------------------------------------------------
+
+NSLOOKUP = """Server:\t\t10.32.0.10
+Address:\t10.32.0.10:53
+
+Name:\tkubernetes.default.svc.cluster.local
+Address: 10.32.0.1
+
+"""
+
+
+def test_lookup_result() -> None:
+    assert dns.lookup_result(NSLOOKUP, "10.32.0.1") == (
+        "Name: kubernetes.default.svc.cluster.local Address: 10.32.0.1"
+    )
+    assert dns.lookup_result(NSLOOKUP, "10.32.0.2") is None
+    assert dns.lookup_result("** server can't find x: NXDOMAIN", "10.32.0.1") is None
+
+
+def fake_cluster(logs: str) -> FakeTransport:
+    fake = FakeTransport("controller-0")
+
+    def answer(
+        f: FakeTransport, argv: tuple[str, ...], stdin: bytes | None
+    ) -> tuple[int, str, str]:
+        verb = argv[3]
+        if verb == "get":
+            return 0, "Succeeded", ""
+        if verb == "logs":
+            return 0, logs, ""
+        return 0, "", ""
+
+    fake.handle(("/usr/local/bin/kubectl",), answer)
+    return fake
+
+
+def test_dns_check_creates_and_removes_its_pod(example_site: Site) -> None:
+    fake = fake_cluster(NSLOOKUP)
+    evidence = asyncio.run(dns.dns_check(fake, example_site))
+    assert "to 10.32.0.1 via 10.32.0.10" in evidence
+    verbs = [c[3] for c in fake.commands()]
+    assert verbs == ["delete", "create", "get", "logs", "delete"]
+
+
+def test_dns_check_fails_with_the_answer(example_site: Site) -> None:
+    fake = fake_cluster("** server can't find kubernetes.default.svc.cluster.local: NXDOMAIN\n")
+    with pytest.raises(OperationError, match="NXDOMAIN") as err:
+        asyncio.run(dns.dns_check(fake, example_site))
+    assert "did not resolve kubernetes.default.svc.cluster.local to 10.32.0.1" in str(err.value)
+    assert [c[3] for c in fake.commands()][-1] == "delete"
