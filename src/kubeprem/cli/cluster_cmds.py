@@ -104,11 +104,12 @@ def _images(loaded: LoadedSite) -> list[ImageArchive]:
         return image_archives(site, site_dir=loaded.path.parent, names=list(BASE_IMAGES))
 
 
-def _print_plan(cplan: wf.ClusterPlan, verbose: bool) -> None:
-    console.print(renderable(cplan.hosts, verbose=verbose))
+def _print_plan(cplan: wf.ClusterPlan, verbose: bool, *, to_stderr: bool = False) -> None:
+    out = console_err if to_stderr else console
+    out.print(renderable(cplan.hosts, verbose=verbose))
     for host, problems in cplan.problems.items():
         for p in problems:
-            console.print(f"[red]preflight[/] {host}: {escape(p)}")
+            out.print(f"[red]preflight[/] {host}: {escape(p)}")
 
 
 async def cmd_plan(args: argparse.Namespace) -> int:
@@ -137,6 +138,9 @@ class _HostProgress:
 
 
 async def cmd_apply(args: argparse.Namespace) -> int:
+    if not args.yes and not sys.stdin.isatty():
+        # refused before anything is created, locally or on a machine
+        raise InputError("apply needs confirmation: run it in a terminal, or pass --yes")
     loaded = site_from(args)
     report_pki, bundle = ensure_pki(loaded, datetime.now(UTC))
     artifacts = _artifacts(loaded)
@@ -144,10 +148,9 @@ async def cmd_apply(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     async with connected(loaded) as transports:
         cplan = await wf.make_plan(loaded, bundle, artifacts, transports)
-        _print_plan(cplan, verbose=False)
+        # with --json, stdout carries only the summary document
+        _print_plan(cplan, verbose=False, to_stderr=args.json)
         if not args.yes:
-            if not sys.stdin.isatty():
-                raise InputError("apply needs confirmation: run it in a terminal, or pass --yes")
             answer = console.input("Apply these changes? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):
                 console.print("nothing changed")

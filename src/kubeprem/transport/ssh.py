@@ -24,6 +24,15 @@ from kubeprem.components.base import File
 from kubeprem.errors import OperationError, RemoteError
 from kubeprem.transport.base import Result, checked
 
+# A write goes to `.<name>.kubeprem-<8 hex>` beside its target, then is renamed
+# over it. A killed run can leave that temporary behind: apply removes names
+# matching TEMP_GLOB in the directories it manages before writing.
+TEMP_GLOB = ".*.kubeprem-????????"
+
+
+def temp_name(name: str) -> str:
+    return f".{name}.kubeprem-{secrets.token_hex(4)}"
+
 
 @dataclass(frozen=True)
 class SSHTarget:
@@ -61,6 +70,11 @@ class SSHTransport:
             if self._conn is not None:
                 return self._conn
             t = self.target
+            if t.key is not None and not t.key.is_file():
+                raise OperationError(
+                    f"{t.describe()}: SSH key {t.key} does not exist; set ssh.key in the "
+                    "site file to the private key authorised on the machines"
+                )
             try:
                 self._conn = await asyncssh.connect(
                     t.address,
@@ -77,6 +91,11 @@ class SSHTransport:
                 raise OperationError(
                     f"{t.describe()}: SSH login refused with key {t.key}; authorise its "
                     f"public key ({t.key}.pub) for {t.user} on that machine"
+                ) from exc
+            except asyncssh.KeyImportError as exc:
+                raise OperationError(
+                    f"{t.describe()}: cannot read SSH key {t.key}: {exc}; it must be an "
+                    "unencrypted private key (OpenSSH or PEM format)"
                 ) from exc
             except asyncssh.HostKeyNotVerifiable as exc:
                 raise OperationError(
@@ -132,7 +151,7 @@ class SSHTransport:
     async def put(self, file: File, *, step: str) -> None:
         sftp = await self._sftp_client()
         directory, name = posixpath.split(file.path)
-        tmp = posixpath.join(directory, f".{name}.kubeprem-{secrets.token_hex(4)}")
+        tmp = posixpath.join(directory, temp_name(name))
         async with self._sessions:
             self.round_trips += 1
             try:

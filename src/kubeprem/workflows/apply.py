@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import posixpath
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from kubeprem.images.builder import ImageArchive
 from kubeprem.lab.artifacts import ArtifactSet
 from kubeprem.pki.bundle import PkiBundle
 from kubeprem.plan.diff import diff, is_unit_path, wanted
-from kubeprem.plan.facts import HostFacts, gather_all
+from kubeprem.plan.facts import HostFacts, gather_facts
 from kubeprem.plan.model import (
     Change,
     DaemonReload,
@@ -46,6 +47,7 @@ from kubeprem.plan.model import (
 from kubeprem.site.load import LoadedSite
 from kubeprem.site.model import Site
 from kubeprem.transport.base import Transport
+from kubeprem.transport.ssh import TEMP_GLOB
 from kubeprem.workflows import gates
 from kubeprem.workflows.desired import desired_state
 from kubeprem.workflows.execute import ApplySummary, Progress, execute
@@ -98,8 +100,9 @@ class ClusterPlan:
 
     def to_dict(self, *, verbose: bool = False) -> dict[str, Any]:
         out = self.hosts.to_dict(verbose=verbose)
-        if self.problems:
-            out["preflight"] = {h: list(p) for h, p in self.problems.items() if p}
+        found = {h: list(p) for h, p in self.problems.items() if p}
+        if found:
+            out["preflight"] = found
         return out
 
 
@@ -134,10 +137,39 @@ async def make_plan(
     site = loaded.site
     first = desired_state(site, bundle, artifacts)
     requests = {name: wanted(rendered) for name, rendered in first.items()}
-    facts = await gather_all(dict(transports), requests)
+    facts = await gather_every_host(transports, requests)
     options = {name: f.render_options() for name, f in facts.items()}
     desired = desired_state(site, bundle, artifacts, options)
     return ClusterPlan(diff(desired, facts), facts, desired, preflight(site, facts))
+
+
+async def gather_every_host(
+    transports: Mapping[str, Transport],
+    requests: Mapping[str, tuple[Sequence[str], Sequence[str]]],
+) -> dict[str, HostFacts]:
+    """Facts of every host, in parallel. Every host must answer before anything
+    is changed anywhere: one that cannot be reached (powered off, wrong
+    address, wrong key) fails the plan, and the error names each such host."""
+    names = list(requests)
+    results = await asyncio.gather(
+        *(gather_facts(transports[n], *requests[n]) for n in names), return_exceptions=True
+    )
+    facts: dict[str, HostFacts] = {}
+    failed: list[str] = []
+    for name, result in zip(names, results, strict=True):
+        if isinstance(result, OperationError):
+            failed.append(str(result).strip().splitlines()[0])
+        elif isinstance(result, BaseException):
+            raise result  # a bug, not a host's failure
+        else:
+            facts[name] = result
+    if failed:
+        which = "host" if len(failed) == 1 else f"{len(failed)} hosts"
+        raise OperationError(
+            f"cannot plan: no facts from {which}, nothing was changed on any machine: "
+            + "; ".join(failed)
+        )
+    return facts
 
 
 def preflight(site: Site, facts: Mapping[str, HostFacts]) -> dict[str, list[str]]:
@@ -211,7 +243,10 @@ async def apply(
         raise AssertionError(f"components without a phase: {sorted(unknown)}")
     report = ApplyReport()
     first_cp = site.controllers[0].name
-    await _directories(site, cplan.facts, transports)
+    removed = await prepare_hosts(site, cplan.desired, transports)
+    for host, temps in removed.items():
+        if temps:
+            say(f"{host}: removed {len(temps)} temporary files of an interrupted apply")
     for phase in PHASES:
         t0 = clock()
         say(f"phase {phase.name}")
@@ -236,16 +271,57 @@ async def apply(
     return report
 
 
-async def _directories(
-    site: Site, facts: Mapping[str, HostFacts], transports: Mapping[str, Transport]
-) -> None:
-    async def one(name: str) -> None:
+# One round trip per host before the first phase: create the directories the
+# programs expect, and remove the temporary files of an interrupted write
+# (transport.put writes `.<name>.kubeprem-<hex>` beside its target and renames
+# it; a killed apply can leave one). Only names of that pattern, only in the
+# directories apply writes to. Arguments: GLOB MODE DIR ... -- DIR ...
+PREPARE_SCRIPT = r"""
+temp=$1; shift
+while [ $# -gt 0 ] && [ "$1" != -- ]; do
+  install -d -m "$1" -- "$2" || exit 1
+  shift 2
+done
+[ $# -gt 0 ] && shift
+for d in "$@"; do
+  [ -d "$d" ] || continue
+  find "$d" -maxdepth 1 -type f -name "$temp" -print -delete
+done
+exit 0
+"""
+
+IMAGES_DIR = "/var/lib/kubeprem/images"
+
+
+def prepare_command(
+    directories: Mapping[str, str], managed: Sequence[str], temp_glob: str = TEMP_GLOB
+) -> list[str]:
+    """The preparation command: ``directories`` (path -> mode) to create, and
+    the ``managed`` directories to clear of stale temporaries."""
+    pairs = [x for d, mode in directories.items() for x in (mode, d)]
+    return ["sh", "-c", PREPARE_SCRIPT, "kubeprem-prepare", temp_glob, *pairs, "--", *managed]
+
+
+def managed_directories(rendered: Sequence[Rendered]) -> list[str]:
+    dirs = {posixpath.dirname(f.path) for r in rendered for f in r.files}
+    return sorted(dirs | {IMAGES_DIR})
+
+
+async def prepare_hosts(
+    site: Site, desired: Mapping[str, list[Rendered]], transports: Mapping[str, Transport]
+) -> dict[str, list[str]]:
+    """Host -> the stale temporary files removed from it."""
+
+    async def one(name: str) -> list[str]:
         m = site.machine(name)
         dirs = {d: mode for role in m.roles for d, mode in DIRECTORIES[role]}
-        for d, mode in dirs.items():
-            await transports[name].run(["install", "-d", "-m", mode, d], step=f"create {d}")
+        argv = prepare_command(dirs, managed_directories(desired[name]))
+        r = await transports[name].run(argv, step="create directories, remove stale temporaries")
+        return [line for line in r.stdout.splitlines() if line.strip()]
 
-    await asyncio.gather(*(one(m.name) for m in site.machines))
+    names = [m.name for m in site.machines]
+    removed = await asyncio.gather(*(one(n) for n in names))
+    return dict(zip(names, removed, strict=True))
 
 
 async def _gate(phase: Phase, site: Site, transports: Mapping[str, Transport]) -> int:
