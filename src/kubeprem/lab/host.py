@@ -372,3 +372,28 @@ def enter_cgroups(dirs: list[Path]) -> None:
     for d in dirs:
         with open(d / "cgroup.procs", "w") as f:
             f.write(pid)
+
+
+# Each lab machine's systemd (and its containerd and kubelet) takes inotify
+# instances from root's per-user limit on the host; Debian's default of 128
+# runs out with one or two 6-machine labs ("Too many open files" at boot).
+INOTIFY_MINIMUMS = {
+    "fs/inotify/max_user_instances": 1024,
+    "fs/inotify/max_user_watches": 524288,
+}
+
+
+def raise_inotify_limits(proc_sys: Path = Path("/proc/sys")) -> dict[str, int]:
+    """Raise the host's inotify limits to at least ``INOTIFY_MINIMUMS``; never
+    lowers them. Returns the settings that were raised."""
+    raised = {}
+    for key, minimum in INOTIFY_MINIMUMS.items():
+        path = proc_sys / key
+        try:
+            current = int(path.read_text().strip())
+            if current < minimum:
+                path.write_text(f"{minimum}\n")
+                raised[key] = minimum
+        except (OSError, ValueError) as exc:
+            raise OperationError(f"cannot raise {path} to {minimum}: {exc}") from exc
+    return raised

@@ -252,7 +252,9 @@ def _write_lab_record(loaded: LoadedSite, plan: LabPlan) -> None:
 
 
 def ensure_network(plan: LabPlan) -> None:
-    """The bridge (ours, with the host address) and our firewall table."""
+    """The bridge (ours, with the host address), our firewall table, and
+    inotify limits high enough for several machines' systemd."""
+    host.raise_inotify_limits()
     existing = {link.name: link for link in host.links()}
     if plan.bridge not in existing:
         host.create_bridge(plan.bridge, plan.bridge_alias, str(plan.host))
