@@ -25,6 +25,7 @@ from kubeprem.cli import (
     artifacts_cmds,
     audit_cmds,
     cluster_cmds,
+    day2_cmds,
     images_cmds,
     lab_cmds,
     monitoring_cmds,
@@ -48,6 +49,7 @@ GROUPS = (
     images_cmds,
     audit_cmds,
     monitoring_cmds,
+    day2_cmds,
 )
 
 

@@ -1,0 +1,237 @@
+"""Day-2 commands: `backup`, `restore`, `certs renew`, `encryption rotate`,
+`verify [--chaos]` and `upgrade plan`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from kubeprem.cli.common import add_site_arg, console, console_err, site_from
+from kubeprem.errors import InputError
+from kubeprem.workflows import backup as bk
+from kubeprem.workflows import certs as ce
+from kubeprem.workflows import chaos as ch
+from kubeprem.workflows import encryption_rotate as er
+from kubeprem.workflows import restore as rs
+from kubeprem.workflows import upgrade as up
+from kubeprem.workflows import verify as vf
+from kubeprem.workflows.hosts import connected
+
+
+_T0 = time.monotonic()
+
+
+def _say(msg: str) -> None:
+    console_err.print(f"[dim]{time.monotonic() - _T0:6.1f}s[/] [bold]{escape(msg)}[/]")
+
+
+def _confirm(args: argparse.Namespace, question: str) -> bool:
+    if getattr(args, "yes", False):
+        return True
+    if not sys.stdin.isatty():
+        raise InputError(f"{args.command} needs confirmation: run it in a terminal, or pass --yes")
+    answer = console.input(f"{question} [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "backup",
+        help="etcd snapshot + PKI to .kubeprem/<cluster>/backups/<time>/",
+        description="Take an etcd snapshot on a healthy member, check it (etcdctl snapshot "
+        "status), copy it here with the PKI and encryption config, and install the "
+        "scheduled-snapshot timer on every etcd member.",
+    )
+    add_site_arg(p)
+    p.add_argument("--every-hours", type=int, default=bk.DEFAULT_EVERY_HOURS)
+    p.add_argument("--keep", type=int, default=bk.DEFAULT_KEEP, help="snapshots kept on members")
+    p.add_argument("--no-timer", action="store_true", help="do not install or update the timer")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_backup)
+
+    p = sub.add_parser(
+        "restore",
+        help="restore every etcd member from a snapshot (objects after it are lost)",
+        description="Stop the API servers and etcd everywhere, restore each member from "
+        "SNAPSHOT (a file, a backup folder, or 'latest'), start etcd, wait for quorum, "
+        "start the control plane. The old data directories are kept beside.",
+    )
+    add_site_arg(p)
+    p.add_argument("snapshot", metavar="SNAPSHOT")
+    p.add_argument("--yes", "-y", action="store_true")
+    p.set_defaults(handler=cmd_restore)
+
+    p = sub.add_parser("certs", help="certificate renewal")
+    csub = p.add_subparsers(dest="certs_command", metavar="COMMAND", required=True)
+    q = csub.add_parser(
+        "renew",
+        help="reissue leaves close to expiry and roll them out one machine at a time",
+    )
+    add_site_arg(q)
+    q.add_argument("--all", action="store_true", help="renew every leaf certificate")
+    q.add_argument("--days", type=int, default=ce.DEFAULT_DAYS, help="renew below this many days")
+    q.set_defaults(handler=cmd_certs_renew)
+
+    p = sub.add_parser("encryption", help="encryption at rest")
+    esub = p.add_subparsers(dest="encryption_command", metavar="COMMAND", required=True)
+    q = esub.add_parser("rotate", help="new AES key: add, promote, rewrite Secrets, drop old")
+    add_site_arg(q)
+    q.add_argument("--yes", "-y", action="store_true")
+    q.set_defaults(handler=cmd_encryption_rotate)
+
+    p = sub.add_parser(
+        "verify",
+        help="health checks; --chaos: break the cluster on purpose and measure",
+        description="Without --chaos: every machine healthy, every etcd member listed, a "
+        "write and read through the VIP. With --chaos: the scenarios "
+        f"({', '.join(ch.SCENARIOS)}) with a probe through the VIP every 100 ms.",
+    )
+    add_site_arg(p)
+    p.add_argument("--chaos", action="store_true")
+    p.add_argument(
+        "--scenario",
+        action="append",
+        choices=list(ch.SCENARIOS),
+        help="run only these (repeatable)",
+    )
+    p.add_argument("--yes", "-y", action="store_true", help="no confirmation on a real site")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("upgrade", help="upgrade planning")
+    usub = p.add_subparsers(dest="upgrade_command", metavar="COMMAND", required=True)
+    q = usub.add_parser(
+        "plan",
+        help="the order of an upgrade to the site's version; refuses skew-policy violations",
+    )
+    add_site_arg(q)
+    q.add_argument("--from", dest="current", required=True, help="the running version")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(handler=cmd_upgrade_plan)
+
+
+async def cmd_backup(args: argparse.Namespace) -> int:
+    loaded = site_from(args)
+    async with connected(loaded) as transports:
+        taken = await bk.take_backup(loaded, transports, datetime.now(UTC), say=_say)
+        if not args.no_timer:
+            await bk.install_timer(
+                loaded.site, transports, every_hours=args.every_hours, keep=args.keep
+            )
+    if args.json:
+        sys.stdout.write(json.dumps(taken.to_dict(), indent=2) + "\n")
+    else:
+        console.print(
+            f"[green]backup[/] {escape(str(taken.folder))}: revision {taken.status.revision}, "
+            f"{taken.status.total_keys} keys, from {taken.member}"
+        )
+    return 0
+
+
+async def cmd_restore(args: argparse.Namespace) -> int:
+    loaded = site_from(args)
+    snapshot = bk.resolve_snapshot(loaded, args.snapshot)
+    if not _confirm(
+        args, f"Restore '{loaded.site.cluster.name}' from {snapshot}? Later changes are lost."
+    ):
+        console.print("nothing changed")
+        return 1
+    async with connected(loaded) as transports:
+        report = await rs.restore(loaded, transports, snapshot, datetime.now(UTC), say=_say)
+    console.print(
+        f"[green]restored[/] {', '.join(report.members)} in {report.seconds:.1f} s; "
+        f"old data kept as {report.kept_as}"
+    )
+    return 0
+
+
+async def cmd_certs_renew(args: argparse.Namespace) -> int:
+    loaded = site_from(args)
+    async with connected(loaded) as transports:
+        report = await ce.renew(
+            loaded,
+            transports,
+            datetime.now(UTC),
+            days=args.days,
+            everything=args.all,
+            say=_say,
+        )
+    if report.renewed:
+        console.print(
+            f"[green]renewed[/] {len(report.renewed)} certificates; rolled "
+            f"{', '.join(report.roll.order) or 'no machine'}"
+        )
+    return 0
+
+
+async def cmd_encryption_rotate(args: argparse.Namespace) -> int:
+    loaded = site_from(args)
+    if not _confirm(args, "Rotate the encryption key of Secrets (API servers restart one by one)?"):
+        console.print("nothing changed")
+        return 1
+    async with connected(loaded) as transports:
+        report = await er.rotate(loaded, transports, datetime.now(UTC), say=_say)
+    console.print(
+        f"[green]rotated[/]: {report.secrets_rewritten} Secrets now under {report.new_key}; "
+        f"removed {', '.join(report.removed)}"
+    )
+    return 0
+
+
+async def cmd_verify(args: argparse.Namespace) -> int:
+    loaded = site_from(args)
+    if not args.chaos:
+        async with connected(loaded) as transports:
+            report = await vf.health(loaded, transports)
+        if args.json:
+            sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        else:
+            for c in report.checks:
+                mark = "[green]ok[/]" if c.ok else "[red]FAIL[/]"
+                console.print(f"{mark} {escape(c.name)}: {escape(c.detail)}")
+            for w in report.warnings:
+                console.print(f"[yellow]warning[/]: {escape(w)}")
+        return 0 if report.healthy else 1
+    if not ch.is_lab(loaded) and not _confirm(
+        args, f"'{loaded.site.cluster.name}' is not a lab: break it on purpose?"
+    ):
+        console.print("nothing changed")
+        return 1
+    names = args.scenario or list(ch.SCENARIOS)
+    run = await vf.run_chaos(loaded, names, say=_say)
+    if args.json:
+        sys.stdout.write(json.dumps(run.to_list(), indent=2) + "\n")
+    else:
+        table = Table(title=f"chaos on '{escape(loaded.site.cluster.name)}'")
+        for col in ("scenario", "passed", "outage s", "goal s", "failed s", "probes", "timeline"):
+            table.add_column(col)
+        for r in run.results:
+            table.add_row(
+                r.name,
+                "[green]yes[/]" if r.passed else "[red]no[/]",
+                f"{r.outage_seconds:.2f}",
+                f"{r.goal_seconds:.0f}",
+                f"{r.failed_seconds:.2f}",
+                str(r.probes),
+                escape(r.timeline or r.error),
+            )
+        console.print(table)
+    return 0 if run.passed else 1
+
+
+def cmd_upgrade_plan(args: argparse.Namespace) -> int:
+    loaded = site_from(args)
+    plan = up.upgrade_plan(loaded.site, args.current)
+    if args.json:
+        sys.stdout.write(json.dumps(plan.to_dict(), indent=2) + "\n")
+    else:
+        for i, step in enumerate(plan.steps, 1):
+            console.print(f"{i:2}. {escape(step.describe())}")
+    return 0

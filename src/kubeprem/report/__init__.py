@@ -1,0 +1,2 @@
+"""Reports written by kubeprem: PNG timelines of chaos scenarios (``png``,
+``timeline``), without a plotting library."""

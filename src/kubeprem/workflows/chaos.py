@@ -1,0 +1,582 @@
+"""Chaos scenarios for `kubeprem verify --chaos`: break the cluster on purpose,
+measure what a client sees through the VIP.
+
+Called by the verify command and bench/chaos.py. A ``Probe`` (a thread on
+the operator's machine) writes a ConfigMap through the VIP with the admin
+certificate (stdlib HTTPS, one kept-alive connection, reconnecting after any
+error) and reads it back, every 100 ms; a probe fails on any error, a wrong
+value read back, or no answer within 1 s. ``outages`` turns the samples
+into failure spans (pure). Scenarios:
+
+- ``vip-failover``: power off the controller holding the VIP (lab: SIGKILL
+  of its init; a real site: keepalived, HAProxy, the API server and etcd
+  are stopped on it instead), check the VIP moved; goal: longest outage
+  at most 3 s. The machine is powered on again and must rejoin.
+- ``etcd-member-stop``: stop etcd on the leader; goal: at most 2 s of failed
+  probes in total; restarted, it must rejoin and catch up (same revision).
+- ``restore``: a namespace with a ConfigMap, a backup, a namespace created
+  after the backup, the first namespace deleted, then a restore from the
+  backup: the first is back, the later one gone. Its outage is the restore
+  itself (the API is stopped on purpose); goal 180 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import ssl
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubeprem.errors import OperationError
+from kubeprem.lab import machines as lab_machines
+from kubeprem.lab.layout import plan_lab
+from kubeprem.pki.store import pki_dir
+from kubeprem.site.load import LoadedSite
+from kubeprem.site.model import Site
+from kubeprem.transport.base import Transport
+from kubeprem.transport.ssh import SSHTransport
+from kubeprem.workflows import backup, gates, restore
+from kubeprem.workflows.hosts import ssh_targets
+
+Say = Callable[[str], None]
+
+PROBE_INTERVAL = 0.1
+PROBE_TIMEOUT = 1.0
+PROBE_NAMESPACE = "default"
+PROBE_NAME = "kubeprem-probe"
+
+
+# -- the probe -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    t: float  # seconds since the probe started, when this attempt began
+    ok: bool
+    seconds: float  # how long the attempt took
+    error: str = ""
+
+
+def outages(samples: Sequence[Sample]) -> list[tuple[float, float]]:
+    """Failure spans (start, end): from the first failed attempt of a run to
+    the start of the next successful one (or the end of the last attempt)."""
+    spans: list[tuple[float, float]] = []
+    start: float | None = None
+    for s in samples:
+        if not s.ok and start is None:
+            start = s.t
+        elif s.ok and start is not None:
+            spans.append((start, s.t))
+            start = None
+    if start is not None and samples:
+        spans.append((start, samples[-1].t + samples[-1].seconds))
+    return spans
+
+
+def longest(spans: Sequence[tuple[float, float]]) -> float:
+    return max((b - a for a, b in spans), default=0.0)
+
+
+def total(spans: Sequence[tuple[float, float]]) -> float:
+    return sum(b - a for a, b in spans)
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    host: str
+    port: int
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def of(cls, loaded: LoadedSite) -> ProbeTarget:
+        folder = pki_dir(loaded)
+        site = loaded.site
+        return cls(
+            str(site.api.vip),
+            site.api.port,
+            folder / "ca.crt",
+            folder / "admin.crt",
+            folder / "admin.key",
+        )
+
+
+class Probe:
+    """Writes and reads a ConfigMap through the VIP every ``interval`` seconds."""
+
+    def __init__(
+        self,
+        target: ProbeTarget,
+        *,
+        interval: float = PROBE_INTERVAL,
+        timeout: float = PROBE_TIMEOUT,
+        name: str = PROBE_NAME,
+    ) -> None:
+        self.target = target
+        self.interval = interval
+        self.timeout = timeout
+        self.name = name
+        self.samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: http.client.HTTPSConnection | None = None
+        self._ctx = ssl.create_default_context(cafile=str(target.ca))
+        self._ctx.load_cert_chain(str(target.cert), str(target.key))
+        self.t0 = 0.0
+
+    def now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def _request(self, method: str, path: str, body: bytes | None, ctype: str) -> tuple[int, bytes]:
+        if self._conn is None:
+            self._conn = http.client.HTTPSConnection(
+                self.target.host, self.target.port, context=self._ctx, timeout=self.timeout
+            )
+        headers = {"Content-Type": ctype, "Accept": "application/json"}
+        self._conn.request(method, path, body=body, headers=headers)
+        resp = self._conn.getresponse()
+        return resp.status, resp.read()
+
+    def _path(self) -> str:
+        return f"/api/v1/namespaces/{PROBE_NAMESPACE}/configmaps/{self.name}"
+
+    def once(self, seq: int) -> None:
+        """One write and read back; raises on any failure."""
+        patch = json.dumps({"data": {"seq": str(seq)}}).encode()
+        status, body = self._request("PATCH", self._path(), patch, "application/merge-patch+json")
+        if status == 404:
+            doc = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": self.name},
+                "data": {"seq": str(seq)},
+            }
+            status, body = self._request(
+                "POST",
+                f"/api/v1/namespaces/{PROBE_NAMESPACE}/configmaps",
+                json.dumps(doc).encode(),
+                "application/json",
+            )
+        if status >= 300:
+            raise OSError(f"write: HTTP {status} {body[:120]!r}")
+        status, body = self._request("GET", self._path(), None, "application/json")
+        if status != 200:
+            raise OSError(f"read: HTTP {status}")
+        if json.loads(body).get("data", {}).get("seq") != str(seq):
+            raise OSError("read back a different value")
+
+    def _loop(self) -> None:
+        seq = 0
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            seq += 1
+            start = time.monotonic()
+            error = ""
+            try:
+                self.once(seq)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                error = f"{type(exc).__name__}: {exc}"[:200]
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+            took = time.monotonic() - start
+            ok = not error and took <= self.timeout
+            if not error and not ok:
+                error = f"slow: {took:.2f} s"
+            self.samples.append(Sample(start - self.t0, ok, took, error))
+            next_at = max(next_at + self.interval, time.monotonic())
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def start(self) -> None:
+        self.t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._loop, name="kubeprem-probe", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> list[Sample]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._conn is not None:
+            self._conn.close()
+        return list(self.samples)
+
+
+# -- results ---------------------------------------------------------------------
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    passed: bool
+    outage_seconds: float  # the longest failure span
+    goal_seconds: float
+    failed_seconds: float = 0.0  # all failure spans together
+    probes: int = 0
+    failures: int = 0
+    duration: float = 0.0
+    marks: list[float] = field(default_factory=list)  # fault, recovery (probe seconds)
+    details: dict[str, Any] = field(default_factory=dict)
+    samples: list[Sample] = field(default_factory=list)
+    timeline: str | None = None
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "outage_seconds": round(self.outage_seconds, 2),
+            "goal_seconds": self.goal_seconds,
+            "failed_seconds": round(self.failed_seconds, 2),
+            "probes": self.probes,
+            "failures": self.failures,
+            "duration_seconds": round(self.duration, 1),
+            "details": self.details,
+            "timeline": self.timeline,
+            "error": self.error,
+        }
+
+
+def summarise(
+    result: ScenarioResult, samples: Sequence[Sample], *, measure: str = "longest"
+) -> None:
+    spans = outages(samples)
+    result.samples = list(samples)
+    result.probes = len(samples)
+    result.failures = sum(1 for s in samples if not s.ok)
+    result.outage_seconds = longest(spans)
+    result.failed_seconds = total(spans)
+    result.duration = samples[-1].t + samples[-1].seconds if samples else 0.0
+    errors: dict[str, int] = {}
+    for s in samples:
+        if not s.ok:
+            key = s.error.split(":")[0]
+            errors[key] = errors.get(key, 0) + 1
+    result.details["probe_errors"] = errors
+    result.details["failure_spans"] = [[round(a, 2), round(b, 2)] for a, b in spans]
+    measured = result.outage_seconds if measure == "longest" else result.failed_seconds
+    result.passed = result.passed and measured <= result.goal_seconds
+
+
+# -- the machines ------------------------------------------------------------------
+
+
+def is_lab(loaded: LoadedSite) -> bool:
+    """True when this site's machines are this host's lab machines."""
+    try:
+        plan = plan_lab(loaded.site, lab_machines.lab_root())
+    except Exception:  # a site the lab cannot model is not a lab
+        return False
+    return (plan.lab_dir / "lab.json").exists()
+
+
+def parse_vip_holder(output: str, vip: str) -> bool:
+    """Whether ``ip -o addr show`` lists ``vip`` as one of the machine's addresses."""
+    for line in output.splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            addr = parts[parts.index("inet") + 1].split("/")[0]
+            if addr == vip:
+                return True
+    return False
+
+
+def parse_leader(output: str) -> str | None:
+    """The leader's client endpoint from ``etcdctl endpoint status --cluster -w json``."""
+    for doc in json.loads(output):
+        st = doc["Status"]
+        if st["leader"] == st["header"]["member_id"]:
+            return str(doc["Endpoint"])
+    return None
+
+
+def revisions(output: str) -> dict[str, int]:
+    """Endpoint -> revision, from ``etcdctl endpoint status --cluster -w json``."""
+    return {str(d["Endpoint"]): int(d["Status"]["header"]["revision"]) for d in json.loads(output)}
+
+
+class Cluster:
+    """The machines as the scenarios see them: SSH transports that survive a
+    machine's power cycle (a new connection after it comes back)."""
+
+    def __init__(self, loaded: LoadedSite, say: Say) -> None:
+        self.loaded = loaded
+        self.site: Site = loaded.site
+        self.say = say
+        self.lab = is_lab(loaded)
+        self.targets = ssh_targets(loaded)
+        self.transports: dict[str, Transport] = {
+            n: SSHTransport(t) for n, t in self.targets.items()
+        }
+
+    async def fresh(self, name: str) -> None:
+        old = self.transports[name]
+        self.transports[name] = SSHTransport(self.targets[name])
+        with contextlib.suppress(TimeoutError, OSError, OperationError):
+            await asyncio.wait_for(old.close(), timeout=5)
+
+    async def close(self) -> None:
+        for t in self.transports.values():
+            with contextlib.suppress(TimeoutError, OSError, OperationError):
+                await asyncio.wait_for(t.close(), timeout=5)
+
+    def up(self, exclude: Sequence[str] = ()) -> Transport:
+        """A controller's transport (not one of ``exclude``)."""
+        for m in self.site.controllers:
+            if m.name not in exclude:
+                return self.transports[m.name]
+        raise OperationError("no controller left to ask")
+
+    async def vip_holder(self, exclude: Sequence[str] = ()) -> str | None:
+        vip = str(self.site.api.vip)
+        for m in self.site.machines:
+            if not m.has("lb") or m.name in exclude:
+                continue
+            r = await self.transports[m.name].run(
+                ["ip", "-o", "addr", "show"], step="find the VIP", check=False, timeout=10
+            )
+            if r.ok and parse_vip_holder(r.stdout, vip):
+                return m.name
+        return None
+
+    async def power_off(self, name: str) -> str:
+        if self.lab:
+            await asyncio.to_thread(lab_machines.poweroff, self.loaded, name)
+            return "lab machine's init killed (SIGKILL)"
+        await self.transports[name].run(
+            ["systemctl", "stop", "keepalived", "haproxy", "kube-apiserver", "etcd"],
+            step="stop the control plane (chaos)",
+        )
+        return "keepalived, haproxy, kube-apiserver and etcd stopped"
+
+    async def power_on(self, name: str) -> None:
+        if self.lab:
+            await asyncio.to_thread(lab_machines.lab_up, self.loaded, only=[name])
+            await self.fresh(name)
+        else:
+            await self.transports[name].run(
+                ["systemctl", "start", "etcd", "kube-apiserver", "haproxy", "keepalived"],
+                step="start the control plane (chaos)",
+            )
+
+    async def healthy(self, timeout: float = 300) -> None:
+        """etcd quorum with every member, every API server ready, the VIP answering."""
+        t = self.up()
+        n = len(self.site.etcd_members)
+
+        def all_members(r: Any) -> bool:
+            return bool(r.ok) and (r.stdout + r.stderr).count("is healthy") >= n
+
+        await gates.until(
+            t,
+            gates.etcdctl("endpoint", "health", "--cluster"),
+            what=f"all {n} etcd members healthy",
+            timeout=timeout,
+            interval=2,
+            accept=all_members,
+        )
+        await gates.all_of(
+            *(
+                gates.apiserver_ready(self.transports[m.name], self.site, timeout=timeout)
+                for m in self.site.controllers
+            )
+        )
+        await gates.vip_ready(t, timeout=timeout)
+
+
+Scenario = Callable[[Cluster, ProbeTarget], Awaitable[ScenarioResult]]
+
+
+async def _observe(probe: Probe, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
+async def vip_failover(c: Cluster, target: ProbeTarget) -> ScenarioResult:
+    result = ScenarioResult("vip-failover", True, 0.0, 3.0)
+    holder = await c.vip_holder()
+    if holder is None:
+        raise OperationError(f"no lb machine holds the VIP {c.site.api.vip}")
+    result.details["holder_before"] = holder
+    probe = Probe(target)
+    probe.start()
+    try:
+        await _observe(probe, 3)
+        c.say(f"vip-failover: power off {holder} (holds the VIP)")
+        result.marks.append(probe.now())
+        result.details["fault"] = await c.power_off(holder)
+        await _observe(probe, 15)
+        after = await c.vip_holder(exclude=[holder])
+        result.details["holder_after"] = after
+        result.passed = after is not None and after != holder
+        # The probe keeps running while the machine comes back: a VIP that
+        # moves back to it (keepalived preemption) is a second outage.
+        c.say(f"vip-failover: power on {holder}, wait until it rejoins")
+        result.marks.append(probe.now())
+        t0 = time.monotonic()
+        await c.power_on(holder)
+        await c.healthy()
+        result.details["rejoin_seconds"] = round(time.monotonic() - t0, 1)
+        await _observe(probe, 5)
+        result.details["holder_end"] = await c.vip_holder()
+    finally:
+        samples = probe.stop()
+    summarise(result, samples)
+    return result
+
+
+async def etcd_member_stop(c: Cluster, target: ProbeTarget) -> ScenarioResult:
+    result = ScenarioResult("etcd-member-stop", True, 0.0, 2.0)
+    t = c.up()
+    r = await t.run(
+        gates.etcdctl("endpoint", "status", "--cluster", "-w", "json"), step="etcd status"
+    )
+    leader_ep = parse_leader(r.stdout)
+    by_url = {f"https://{m.address}:2379": m.name for m in c.site.etcd_members}
+    victim = by_url.get(leader_ep or "", c.site.etcd_members[-1].name)
+    result.details["stopped"] = victim
+    result.details["was_leader"] = leader_ep is not None and victim == by_url.get(leader_ep)
+    probe = Probe(target)
+    probe.start()
+    try:
+        await _observe(probe, 3)
+        c.say(f"etcd-member-stop: stop etcd on {victim}")
+        result.marks.append(probe.now())
+        await c.transports[victim].run(["systemctl", "stop", "etcd"], step="stop etcd (chaos)")
+        await _observe(probe, 10)
+        c.say(f"etcd-member-stop: start etcd on {victim}")
+        result.marks.append(probe.now())
+        await c.transports[victim].run(
+            ["systemctl", "start", "etcd"], step="start etcd", timeout=120
+        )
+        await _observe(probe, 5)
+    finally:
+        samples = probe.stop()
+    summarise(result, samples, measure="total")
+    asker = c.up(exclude=[victim])
+    caught_up = False
+    for _ in range(30):
+        r = await asker.run(
+            gates.etcdctl("endpoint", "status", "--cluster", "-w", "json"),
+            step="etcd status",
+            check=False,
+        )
+        if r.ok:
+            revs = revisions(r.stdout)
+            result.details["revisions"] = revs
+            if len(revs) == len(c.site.etcd_members) and len(set(revs.values())) == 1:
+                caught_up = True
+                break
+        await asyncio.sleep(1)
+    result.details["rejoined"] = caught_up
+    result.passed = result.passed and caught_up
+    return result
+
+
+async def restore_scenario(c: Cluster, target: ProbeTarget) -> ScenarioResult:
+    result = ScenarioResult("restore", True, 0.0, 180.0)
+    t = c.up()
+    before, after = "kubeprem-chaos-before", "kubeprem-chaos-after"
+    for ns in (before, after):
+        await t.run(
+            gates.kubectl("delete", "namespace", ns, "--ignore-not-found", "--wait=true"),
+            step="clean up",
+            timeout=120,
+        )
+    await t.run(gates.kubectl("create", "namespace", before), step="create namespace")
+    await t.run(
+        gates.kubectl("-n", before, "create", "configmap", "keep", "--from-literal=k=v"),
+        step="create configmap",
+    )
+    c.say("restore: backup")
+    taken = await backup.take_backup(c.loaded, c.transports, datetime.now(UTC), say=c.say)
+    result.details["backup"] = str(taken.folder)
+    await t.run(gates.kubectl("create", "namespace", after), step="create namespace after")
+    await t.run(
+        gates.kubectl("delete", "namespace", before, "--wait=true"),
+        step="delete namespace",
+        timeout=120,
+    )
+    probe = Probe(target)
+    probe.start()
+    try:
+        await _observe(probe, 2)
+        c.say("restore: restore from the backup")
+        result.marks.append(probe.now())
+        report = await restore.restore(
+            c.loaded, c.transports, taken.snapshot, datetime.now(UTC), say=c.say
+        )
+        result.marks.append(probe.now())
+        result.details["restore_seconds"] = round(report.seconds, 1)
+        await _observe(probe, 3)
+    finally:
+        samples = probe.stop()
+    summarise(result, samples)
+    back = await t.run(
+        gates.kubectl("-n", before, "get", "configmap", "keep", "-o", "json"),
+        step="check",
+        check=False,
+    )
+    gone = await t.run(gates.kubectl("get", "namespace", after), step="check", check=False)
+    result.details["before_back"] = back.ok
+    result.details["after_gone"] = not gone.ok
+    result.passed = result.passed and back.ok and not gone.ok
+    await t.run(
+        gates.kubectl("delete", "namespace", before, "--ignore-not-found", "--wait=false"),
+        step="clean up",
+        check=False,
+    )
+    return result
+
+
+SCENARIOS: Mapping[str, Scenario] = {
+    "vip-failover": vip_failover,
+    "etcd-member-stop": etcd_member_stop,
+    "restore": restore_scenario,
+}
+
+
+async def run_scenarios(
+    loaded: LoadedSite,
+    names: Sequence[str],
+    out_dir: Path,
+    *,
+    say: Say,
+) -> list[ScenarioResult]:
+    """Run ``names`` in order; each result gets its PNG timeline in ``out_dir``."""
+    from kubeprem.report.timeline import write_timeline
+
+    target = ProbeTarget.of(loaded)
+    c = Cluster(loaded, say)
+    results: list[ScenarioResult] = []
+    try:
+        await c.healthy(timeout=60)
+        for name in names:
+            scenario = SCENARIOS[name]
+            try:
+                r = await scenario(c, target)
+            except OperationError as exc:
+                r = ScenarioResult(name, False, 0.0, 0.0, error=str(exc))
+            if r.samples:
+                png = write_timeline(
+                    out_dir / f"{name}.png",
+                    [(s.t, s.ok) for s in r.samples],
+                    r.duration,
+                    r.marks,
+                )
+                r.timeline = str(png)
+            results.append(r)
+            say(
+                f"{name}: {'passed' if r.passed else 'FAILED'}, outage {r.outage_seconds:.2f} s "
+                f"(goal {r.goal_seconds:.0f} s)"
+            )
+    finally:
+        await c.close()
+    return results
