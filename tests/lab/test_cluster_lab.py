@@ -228,3 +228,24 @@ def test_second_apply_changes_nothing(cluster: Cluster, capsys: pytest.CaptureFi
     summary = json.loads(capsys.readouterr().out)
     assert summary["changes"] == 0
     assert all(p["changes"] == 0 for p in summary["phases"])
+
+
+def _connects(cluster: Cluster, source: str, address: str, port: int) -> bool:
+    probe = f"timeout 3 bash -c '</dev/tcp/{address}/{port}' && echo open || echo closed"
+    out = cluster.ssh(source, "sh", "-c", probe)
+    return out.stdout.strip().endswith("open")
+
+
+def test_firewall_lets_each_port_in_only_from_its_roles(cluster: Cluster) -> None:
+    site = cluster.loaded.site
+    c0 = str(site.machine("controller-0").address)
+    w1 = str(site.machine("worker-1").address)
+    assert not _connects(cluster, "worker-0", c0, 2379), "a worker reached etcd"
+    assert not _connects(cluster, "worker-0", w1, 10250), "a worker reached another kubelet"
+    assert _connects(cluster, "controller-1", c0, 2379)
+    assert _connects(cluster, "controller-1", w1, 10250)
+    assert _connects(cluster, "worker-0", str(site.api.vip), site.api.port)
+    counters = cluster.ssh(
+        "controller-0", "nft", "list", "counter", "inet", "kubeprem", "input_dropped"
+    )
+    assert "packets" in counters.stdout, counters.stderr

@@ -16,6 +16,7 @@ from kubeprem.components import (
     containerd,
     controller_manager,
     etcd,
+    firewall,
     haproxy,
     keepalived,
     kube_proxy,
@@ -33,6 +34,7 @@ Renderer = Callable[[HostContext], Rendered]
 
 # In start order: a later component may depend on an earlier one being up.
 BY_ROLE: tuple[tuple[Role | None, Renderer], ...] = (
+    (None, firewall.render),  # every machine: nftables table inet kubeprem, before services
     ("worker", node_os.render),
     (None, routes.render),  # every machine routes to the workers' pod CIDRs
     ("etcd", etcd.render),
