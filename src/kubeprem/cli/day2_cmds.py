@@ -1,5 +1,5 @@
 """Day-2 commands: `backup`, `restore`, `certs renew`, `encryption rotate`,
-`verify [--chaos]` and `upgrade plan`."""
+`verify [--chaos]`, `node add|remove`, `reset` and `upgrade plan`."""
 
 from __future__ import annotations
 
@@ -15,15 +15,18 @@ from rich.table import Table
 
 from kubeprem.cli.common import add_site_arg, console, console_err, site_from
 from kubeprem.errors import InputError
+from kubeprem.pki.store import load_pki
+from kubeprem.workflows import apply as wf
 from kubeprem.workflows import backup as bk
 from kubeprem.workflows import certs as ce
 from kubeprem.workflows import chaos as ch
 from kubeprem.workflows import encryption_rotate as er
+from kubeprem.workflows import nodes as nd
+from kubeprem.workflows import reset as rt
 from kubeprem.workflows import restore as rs
 from kubeprem.workflows import upgrade as up
 from kubeprem.workflows import verify as vf
 from kubeprem.workflows.hosts import connected
-
 
 _T0 = time.monotonic()
 
@@ -104,6 +107,32 @@ def register(sub: Any) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="no confirmation on a real site")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_verify)
+
+    p = sub.add_parser("node", help="add or remove one machine of a running cluster")
+    nsub = p.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
+    q = nsub.add_parser("add", help="bring NAME (already in the site file) into the cluster")
+    add_site_arg(q)
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--yes", "-y", action="store_true")
+    q.set_defaults(handler=cmd_node_add)
+    q = nsub.add_parser(
+        "remove", help="drain/unregister NAME (etcd member remove for members), then reset it"
+    )
+    add_site_arg(q)
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--yes", "-y", action="store_true")
+    q.set_defaults(handler=cmd_node_remove)
+
+    p = sub.add_parser(
+        "reset",
+        help="remove everything kubeprem installed (all machines, or NAME)",
+        description="Stop and disable kubeprem's services, remove its files, binaries and "
+        "data (etcd data included). One etcd member of a running cluster: use `node remove`.",
+    )
+    add_site_arg(p)
+    p.add_argument("name", metavar="NAME", nargs="?")
+    p.add_argument("--yes", "-y", action="store_true")
+    p.set_defaults(handler=cmd_reset)
 
     p = sub.add_parser("upgrade", help="upgrade planning")
     usub = p.add_subparsers(dest="upgrade_command", metavar="COMMAND", required=True)
@@ -234,4 +263,64 @@ def cmd_upgrade_plan(args: argparse.Namespace) -> int:
     else:
         for i, step in enumerate(plan.steps, 1):
             console.print(f"{i:2}. {escape(step.describe())}")
+    return 0
+
+
+async def cmd_node_add(args: argparse.Namespace) -> int:
+    from kubeprem.cli.cluster_cmds import _artifacts, _images
+
+    loaded = site_from(args)
+    loaded.site.machine(args.name)
+    bundle = load_pki(loaded, datetime.now(UTC))
+    artifacts = _artifacts(loaded)
+    images = _images(loaded)
+    async with connected(loaded) as transports:
+        cplan = await wf.make_plan(loaded, bundle, artifacts, transports)
+        changed = [h for h, hp in cplan.hosts.hosts.items() if hp.changes]
+        nd.check_add(loaded.site, args.name, changed)
+        console.print(f"changes on: {', '.join(changed) or 'nothing'}")
+        if not _confirm(args, f"Add {args.name}?"):
+            console.print("nothing changed")
+            return 1
+        await wf.apply(loaded, cplan, transports, images, say=_say)
+    console.print(f"[green]added[/] {args.name}")
+    return 0
+
+
+async def cmd_node_remove(args: argparse.Namespace) -> int:
+    loaded = site_from(args)
+    loaded.site.machine(args.name)
+    if not _confirm(args, f"Remove {args.name} from the cluster and reset it?"):
+        console.print("nothing changed")
+        return 1
+    bundle = load_pki(loaded, datetime.now(UTC))
+    async with connected(loaded) as transports:
+        await nd.remove_node(loaded.site, bundle, transports, args.name, say=_say)
+    console.print(
+        f"[green]removed[/] {args.name}; now take it out of {args.site} and run "
+        f"`kubeprem apply {args.site}` (load balancers and --etcd-servers follow)"
+    )
+    return 0
+
+
+async def cmd_reset(args: argparse.Namespace) -> int:
+    loaded = site_from(args)
+    site = loaded.site
+    if args.name:
+        m = site.machine(args.name)
+        if m.has("etcd") and len(site.etcd_members) > 1:
+            raise InputError(
+                f"{args.name} is one etcd member of several: use `kubeprem node remove "
+                f"{args.site} {args.name}` (it leaves the etcd membership first)"
+            )
+        names = [args.name]
+    else:
+        names = [m.name for m in site.machines]
+    if not _confirm(args, f"Remove everything kubeprem installed on {', '.join(names)}?"):
+        console.print("nothing changed")
+        return 1
+    bundle = load_pki(loaded, datetime.now(UTC))
+    async with connected(loaded, names) as transports:
+        plans = await rt.reset(site, bundle, transports, names, say=_say)
+    console.print(f"[green]reset[/] {', '.join(p.machine for p in plans)}")
     return 0
