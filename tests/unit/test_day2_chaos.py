@@ -68,3 +68,11 @@ def test_leader_and_revisions_from_endpoint_status() -> None:
         "https://10.242.0.10:2379": 9,
         "https://10.242.0.11:2379": 9,
     }
+
+
+def test_summary_table_has_a_row_per_scenario() -> None:
+    from kubeprem.workflows.verify import summary_table
+
+    r = ScenarioResult("restore", True, 27.0, 180.0, failed_seconds=27.0, probes=204, failures=137)
+    table = summary_table([r])
+    assert table.splitlines()[2] == "| restore | yes | 27.00 | 180 | 27.00 | 204 | 137 |"

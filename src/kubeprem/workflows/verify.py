@@ -5,7 +5,7 @@ status of every machine (etcd members, API servers, nodes) plus checks a
 client cares about: every etcd member in the member list, and one write and
 read back through the VIP with the admin certificate (the chaos probe, run
 once). ``--chaos`` then runs the scenarios of ``chaos`` and writes their
-results (``results.json``, one PNG timeline per scenario) into
+results (``results.json``, ``summary.md``, one PNG timeline per scenario) into
 ``.kubeprem/<cluster>/verify/<UTC time>/``.
 """
 
@@ -116,4 +116,19 @@ async def run_chaos(
     results = await chaos.run_scenarios(loaded, names, folder, say=say)
     run = ChaosRun(folder, results)
     (folder / "results.json").write_text(json.dumps(run.to_list(), indent=2) + "\n")
+    (folder / "summary.md").write_text(summary_table(run.results))
     return run
+
+
+def summary_table(results: Sequence[chaos.ScenarioResult]) -> str:
+    """The results as a Markdown table (the README quotes it)."""
+    lines = [
+        "| scenario | passed | outage s | goal s | failed s | probes | failures |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r.name} | {'yes' if r.passed else 'no'} | {r.outage_seconds:.2f} | "
+            f"{r.goal_seconds:.0f} | {r.failed_seconds:.2f} | {r.probes} | {r.failures} |"
+        )
+    return "\n".join(lines) + "\n"
