@@ -287,3 +287,39 @@ def test_binary_previews_are_left_out() -> None:
     fake = FakeTransport("h")
     fake.files["/bin/x"] = FakeFile(b"\xff\xfe\x00binary")
     assert asyncio.run(gather_contents(fake, ["/bin/x"])) == {}
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
+def test_digest_cache_is_used_and_never_hides_a_change(tmp_path: Path) -> None:
+    """Big binaries are hashed once; a changed file is always hashed again."""
+    import os
+    import time
+
+    state = tmp_path / "state"
+    f = tmp_path / "binary"
+    f.write_bytes(b"a" * 1000)
+    old = time.time() - 10
+    os.utime(f, (old, old))  # mtime; the ctime is now, so not cached yet
+    env = dict(os.environ, KUBEPREM_STATE_DIR=str(state))
+
+    def digest() -> str | None:
+        out = subprocess.run(
+            file_facts_command([str(f)]), capture_output=True, text=True, check=True, env=env
+        ).stdout
+        facts = parse_facts("local", out)
+        ff = facts.files[str(f)]
+        return ff.sha256 if ff else None
+
+    assert digest() == hashlib.sha256(b"a" * 1000).hexdigest()
+    assert not (state / "digests").read_text().strip()  # ctime too recent to cache
+    time.sleep(2.1)
+    digest()
+    cached = (state / "digests").read_text()
+    assert str(f) in cached
+    # a forged cache entry with the file's current stat key is believed ...
+    key = cached.split("\t")[0]
+    (state / "digests").write_text(f"{key}\t{'f' * 64}\t{f}\n")
+    assert digest() == "f" * 64
+    # ... but any change to the file changes its key, so it is hashed again
+    f.write_bytes(b"b" * 1000)
+    assert digest() == hashlib.sha256(b"b" * 1000).hexdigest()

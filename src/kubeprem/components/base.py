@@ -7,6 +7,7 @@ files with a host's facts; the render command writes them to a folder.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from kubeprem.site.model import Machine, Site
@@ -20,6 +21,12 @@ class File:
     content: bytes
     mode: int = 0o644
     secret: bool = False  # a key, token or password: never printed, masked in plans
+    known_sha256: str | None = None  # when already known (artifacts): not hashed again
+
+    def sha256(self) -> str:
+        """Hex SHA-256 of the content; big binaries carry theirs from the
+        artifact manifest, so a plan does not hash hundreds of MB per host."""
+        return self.known_sha256 or hashlib.sha256(self.content).hexdigest()
 
     @staticmethod
     def text(path: str, text: str, mode: int = 0o644, *, secret: bool = False) -> File:

@@ -89,7 +89,7 @@ def diff_file(file: File, component: str, observed: FileFacts | None) -> WriteFi
     if observed.sha256 is None or not observed.regular:
         # unreadable, or a symlink or directory: replaced by the regular file
         return WriteFile(file, "content", component, observed.sha256, observed.mode)
-    if observed.sha256 != sha256(file.content):
+    if observed.sha256 != file.sha256():
         return WriteFile(file, "content", component, observed.sha256, observed.mode)
     if observed.mode != file.mode:
         return WriteFile(file, "mode", component, observed.sha256, observed.mode)

@@ -77,16 +77,40 @@ if [ "$mode" = full ]; then
     say "overlay yes"; else say "overlay no"; fi
   say "ip_forward $(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo '?')"
 fi
+# Digests are cached on the host, keyed by size, mtime, inode, ctime and
+# device (as git's index does): a binary of 100 MB is hashed again only when
+# it changed. Entries whose ctime is not at least 2 s old are not cached
+# (a change within the same second would otherwise go unseen).
+state=${KUBEPREM_STATE_DIR:-/var/lib/kubeprem}
+cache=$state/digests
+now=$(date +%s)
+new=
+if mkdir -p "$state" 2>/dev/null; then new=$(mktemp "$state/.digests.XXXXXX" 2>/dev/null) || new=; fi
 while [ $# -gt 0 ] && [ "$1" != -- ]; do
   mark file "$1"
   if [ -e "$1" ] || [ -L "$1" ]; then
-    sum=$(sha256sum -- "$1" 2>/dev/null) && say "sha256 ${sum%% *}" || say "sha256 unreadable"
+    st=$(stat -L -c '%s:%Y:%i:%Z:%d' -- "$1" 2>/dev/null) || st=
+    sum=
+    if [ -n "$st" ] && [ -r "$cache" ]; then
+      sum=$(awk -F '\t' -v p="$1" -v s="$st" '$3 == p && $1 == s { print $2; exit }' "$cache" 2>/dev/null)
+    fi
+    if [ -z "$sum" ]; then sum=$(sha256sum -- "$1" 2>/dev/null) && sum=${sum%% *} || sum=; fi
+    if [ -n "$sum" ]; then
+      say "sha256 $sum"
+      ctime=${st#*:*:*:}; ctime=${ctime%%:*}
+      if [ -n "$new" ] && [ -n "$st" ] && [ $((now - ctime)) -ge 2 ]; then
+        printf '%s\t%s\t%s\n' "$st" "$sum" "$1" >> "$new"
+      fi
+    else
+      say "sha256 unreadable"
+    fi
     say "stat $(stat -c '%a %U %G %F' -- "$1" 2>/dev/null)"
   else
     say missing
   fi
   shift
 done
+if [ -n "$new" ]; then chmod 600 "$new"; mv -f "$new" "$cache" 2>/dev/null || rm -f "$new"; fi
 [ $# -gt 0 ] && shift
 for unit in "$@"; do
   mark service "$unit"

@@ -57,7 +57,7 @@ def file_diff(change: WriteFile, max_lines: int) -> list[Text]:
     try:
         new = f.content.decode("utf-8")
     except UnicodeDecodeError:
-        return [Text(f"binary, {len(f.content)} bytes, sha256 {sha256(f.content)[:12]}")]
+        return [Text(f"binary, {len(f.content)} bytes, sha256 {f.sha256()[:12]}")]
     if change.why == "create":
         old = ""
     elif change.old_text is None:

@@ -47,7 +47,12 @@ def artifact_files(machine: Machine, artifacts: ArtifactSet) -> Rendered:
         for name in ARTIFACTS_BY_ROLE[role]:
             names[name] = None
     files = tuple(
-        File(str(artifacts.files[n].destination), _read(artifacts.files[n].path), 0o755)
+        File(
+            str(artifacts.files[n].destination),
+            _read(artifacts.files[n].path),
+            0o755,
+            known_sha256=artifacts.files[n].sha256,
+        )
         for n in names
     )
     return Rendered("artifacts", files)
