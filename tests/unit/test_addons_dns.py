@@ -238,13 +238,17 @@ def test_lookup_result() -> None:
     assert dns.lookup_result("** server can't find x: NXDOMAIN", "10.32.0.1") is None
 
 
-def fake_cluster(logs: str) -> FakeTransport:
+def fake_cluster(logs: str, smoke_pods: str = '{"items": []}') -> FakeTransport:
     fake = FakeTransport("controller-0")
 
     def answer(
         f: FakeTransport, argv: tuple[str, ...], stdin: bytes | None
     ) -> tuple[int, str, str]:
         verb = argv[3]
+        if verb == "get" and argv[4] == "pods":
+            return 0, smoke_pods, ""
+        if verb == "exec":
+            return 0, logs, ""
         if verb == "get":
             return 0, "Succeeded", ""
         if verb == "logs":
@@ -260,7 +264,27 @@ def test_dns_check_creates_and_removes_its_pod(example_site: Site) -> None:
     evidence = asyncio.run(dns.dns_check(fake, example_site))
     assert "to 10.32.0.1 via 10.32.0.10" in evidence
     verbs = [c[3] for c in fake.commands()]
-    assert verbs == ["delete", "create", "get", "logs", "delete"]
+    assert verbs == ["get", "delete", "create", "get", "logs", "delete"]
+
+
+READY_SMOKE_POD = """{"items": [{"metadata": {"name": "smoke-a"}, "spec": {"nodeName": "worker-0"},
+  "status": {"podIP": "10.200.0.5", "conditions": [{"type": "Ready", "status": "True"}]}}]}"""
+
+
+def test_dns_check_uses_a_running_pod_when_there_is_one(example_site: Site) -> None:
+    fake = fake_cluster(NSLOOKUP, READY_SMOKE_POD)
+    evidence = asyncio.run(dns.dns_check(fake, example_site))
+    assert "a running pod resolved kubernetes.default.svc.cluster.local to 10.32.0.1" in evidence
+    assert [c[3] for c in fake.commands()] == ["get", "exec"]  # no pod created
+
+
+def test_dns_check_falls_back_to_a_fresh_pod_when_the_quick_lookup_fails(
+    example_site: Site,
+) -> None:
+    fake = fake_cluster("** server can't find x: NXDOMAIN\n", READY_SMOKE_POD)
+    with pytest.raises(OperationError, match="NXDOMAIN"):
+        asyncio.run(dns.dns_check(fake, example_site))
+    assert "create" in [c[3] for c in fake.commands()]
 
 
 def test_dns_check_fails_with_the_answer(example_site: Site) -> None:

@@ -33,6 +33,7 @@ is an in-place update. Names outside the cluster domain go to
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network
@@ -404,6 +405,35 @@ async def deploy(
     return changes, f"{kind}: {evidence}"
 
 
+async def _lookup_in_running_pod(t: Transport, name: str) -> str | None:
+    """nslookup from a ready smoke pod (busybox) when one exists: the same
+    check as a fresh pod, an exec instead of a pod start (about 10 s saved on
+    every converged apply). None when there is no such pod yet."""
+    from kubeprem.addons import smoke  # smoke's namespace and pod parser
+
+    r = await t.run(
+        gates.kubectl("get", "pods", "-n", smoke.NAMESPACE, "-o", "json"),
+        step="find a pod for the DNS check",
+        check=False,
+    )
+    if not r.ok:
+        return None
+    try:
+        ready = [p for p in smoke.parse_pods(json.loads(r.stdout)) if p.ready]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not ready:
+        return None
+    out = await t.run(
+        gates.kubectl(
+            "exec", "-n", smoke.NAMESPACE, ready[0].name, "--", "/bin/busybox", "nslookup", name
+        ),
+        step="DNS lookup from a running pod",
+        check=False,
+    )
+    return out.stdout if out.ok else None
+
+
 def lookup_result(output: str, expected: str) -> str | None:
     """The ``Name:``/``Address:`` lines of busybox nslookup if ``expected`` is among them."""
     lines = [x.strip() for x in output.splitlines()]
@@ -422,6 +452,10 @@ async def dns_check(t: Transport, site: Site, timeout: float = 90) -> str:
     answer must be the API's Service address. Creates that pod and removes
     it: nothing remains, nothing counts as a change. Returns the evidence."""
     want = str(site.network.kubernetes_service_ip)
+    name = f"kubernetes.default.svc.{site.cluster.domain}"
+    quick = await _lookup_in_running_pod(t, name)
+    if quick is not None and lookup_result(quick, want) is not None:
+        return f"a running pod resolved {name} to {want} via {site.network.cluster_dns}"
     delete = gates.kubectl(
         "delete", "pod", CHECK_POD, "-n", NAMESPACE, "--ignore-not-found", "--wait=true"
     )
@@ -448,7 +482,6 @@ async def dns_check(t: Transport, site: Site, timeout: float = 90) -> str:
     finally:
         await t.run([*delete[:-1], "--wait=false"], step="remove the DNS check pod", check=False)
     evidence = lookup_result(logs.stdout, want)
-    name = f"kubernetes.default.svc.{site.cluster.domain}"
     if evidence is None:
         tail = " | ".join(logs.stdout.strip().splitlines()[-4:])
         raise OperationError(
