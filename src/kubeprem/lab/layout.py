@@ -49,6 +49,9 @@ PACKAGES: tuple[str, ...] = (
     "haproxy",
     "keepalived",
     "nftables",
+    # Most servers have a Python; the benchmark against ansible-core needs
+    # it on the targets (kubeprem itself never runs anything but sh there).
+    "python3-minimal",
 )
 
 # Bumped when the lab-only files baked into the cached root change.
