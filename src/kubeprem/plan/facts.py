@@ -252,7 +252,9 @@ class HostFacts:
         return RenderOptions(in_container=self.in_container)
 
 
-def _sections(text: str) -> list[tuple[str, str | None, list[str]]]:
+def split_sections(text: str) -> list[tuple[str, str | None, list[str]]]:
+    """(name, argument, lines) per ``@@kubeprem NAME [ARG]`` marker; shared by
+    every fact script kubeprem runs."""
     out: list[tuple[str, str | None, list[str]]] = []
     for line in text.splitlines():
         m = _MARK_RE.match(line)
@@ -374,7 +376,7 @@ def parse_facts(host: str, output: str) -> HostFacts:
     Raises OperationError when the output is not the script's at all
     (no opening or closing marker): a truncated run must not pass for facts.
     """
-    sections = _sections(output)
+    sections = split_sections(output)
     if not sections or sections[0][:2] != ("facts", FORMAT_VERSION):
         raise OperationError(f"{host}: facts output does not start with '{MARK} facts 1'")
     if sections[-1][0] != "end":
@@ -504,7 +506,7 @@ def read_command(paths: Sequence[str], limit: int) -> list[str]:
 
 def parse_contents(host: str, output: str) -> dict[str, str]:
     """Pure: path -> text for each file that is readable UTF-8 text."""
-    sections = _sections(output)
+    sections = split_sections(output)
     if not sections or sections[0][0] != "facts" or sections[-1][0] != "end":
         raise OperationError(f"{host}: file preview output is not the read script's")
     texts: dict[str, str] = {}

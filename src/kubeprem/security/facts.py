@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 from kubeprem.components import apiserver, etcd, firewall, kubelet, paths
 from kubeprem.errors import OperationError
+from kubeprem.plan.facts import split_sections
 from kubeprem.site.model import Machine, Site
 from kubeprem.transport.base import Transport
 
@@ -86,7 +87,6 @@ done
 mark end
 """
 
-_MARK_RE = re.compile(r"^@@kubeprem ([a-z][a-z0-9-]*)(?: (.*))?$")
 
 # What the script looks for, by comm: at most 15 bytes of the program name.
 PROCESSES = {"kube-apiserver": "kube-apiserver", "etcd": "etcd", "kubelet": "kubelet"}
@@ -239,17 +239,6 @@ def command(want: Wanted) -> list[str]:
     ]
 
 
-def _sections(text: str) -> list[tuple[str, str | None, list[str]]]:
-    out: list[tuple[str, str | None, list[str]]] = []
-    for line in text.splitlines():
-        m = _MARK_RE.match(line)
-        if m:
-            out.append((m.group(1), m.group(2), []))
-        elif out:
-            out[-1][2].append(line)
-    return out
-
-
 def _stat(lines: list[str]) -> FileStat | None:
     words = " ".join(lines).split()
     if not words or words == ["missing"]:
@@ -273,7 +262,7 @@ def _argv(b64: str) -> tuple[str, ...] | None:
 
 def parse(host: str, output: str) -> SecurityFacts:
     """Pure: the script's stdout to ``SecurityFacts``; refuses output cut short."""
-    sections = _sections(output)
+    sections = split_sections(output)
     if not sections or sections[0][:2] != ("security", FORMAT_VERSION):
         raise OperationError(f"{host}: security facts do not start with '{MARK} security 1'")
     if sections[-1][0] != "end":

@@ -115,6 +115,13 @@ def _plain(node: Any, path: YPath, marks: Marks) -> Any:
     return node
 
 
+def to_plain(node: Any, file: str) -> tuple[Any, Marks]:
+    """Plain Python values from a ruamel document, with where each stood.
+    Shared by the site loader and the manifest audit."""
+    marks = Marks(file)
+    return _plain(node, (), marks), marks
+
+
 def parse_yaml(text: str, file: str) -> tuple[Any, Marks]:
     """Parse one YAML document; syntax errors and duplicate keys raise SiteError."""
     marks = Marks(file)

@@ -9,7 +9,6 @@ keeps its line. Unreadable input raises ``ManifestError`` (exit status 2) as
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from collections.abc import Iterable, Mapping
@@ -17,11 +16,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from kubeprem.apps.audit.model import Manifest, YPath
 from kubeprem.errors import InputError, Location
+from kubeprem.site.load import to_plain
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -34,33 +33,14 @@ class ManifestError(InputError):
         super().__init__(f"{location}: {message}")
 
 
-def _plain(node: Any, path: YPath, lines: dict[YPath, int]) -> Any:
-    """Plain dicts, lists and scalars from ruamel's nodes, recording 1-based lines."""
-    if isinstance(node, CommentedMap):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            child = (*path, str(key))
-            with contextlib.suppress(KeyError, TypeError):
-                lines[child] = node.lc.key(key)[0] + 1
-            out[str(key)] = _plain(value, child, lines)
-        return out
-    if isinstance(node, CommentedSeq):
-        items = []
-        for i, value in enumerate(node):
-            child = (*path, i)
-            with contextlib.suppress(KeyError, TypeError):
-                lines[child] = node.lc.item(i)[0] + 1
-            items.append(_plain(value, child, lines))
-        return items
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
+def _lines(raw: Any, file: str) -> tuple[Any, dict[YPath, int]]:
+    """Plain values and the 1-based line of every mapping key and list item."""
+    plain, marks = to_plain(raw, file)
+    lines: dict[YPath, int] = {p: line + 1 for p, (line, _) in marks.keys.items()}
+    for p, (line, _) in marks.values.items():
+        if p and isinstance(p[-1], int):
+            lines[p] = line + 1
+    return plain, lines
 
 
 def _start_line(node: Any) -> int | None:
@@ -74,8 +54,7 @@ def _sub_lines(lines: Mapping[YPath, int], prefix: YPath) -> dict[YPath, int]:
 
 
 def _objects(doc: Any, raw: Any, file: str) -> list[Manifest]:
-    lines: dict[YPath, int] = {}
-    plain = _plain(raw, (), lines)
+    plain, lines = _lines(raw, file)
     top = [n for p, n in lines.items() if len(p) == 1]
     line = min(top) if top else _start_line(raw)
     where = Location(file, line)
