@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -29,6 +28,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from machine import describe  # bench/machine.py
 
 from kubeprem.cli.artifacts_cmds import cache_dir_of, mirror_of
 from kubeprem.lab import artifacts as art
@@ -39,25 +40,7 @@ RESULTS = Path(__file__).parent / "results" / "artifacts.json"
 
 
 def machine() -> dict[str, Any]:
-    mem_kib = 0
-    model = ""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "cpu": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-    }
+    return describe()
 
 
 def timed(fn: Any) -> tuple[float, Any]:

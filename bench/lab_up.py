@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
 import statistics
 import subprocess
@@ -25,6 +24,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from machine import describe  # bench/machine.py
 
 from kubeprem.lab.layout import plan_lab
 from kubeprem.lab.machines import lab_root
@@ -36,27 +37,7 @@ KUBEPREM = Path(sys.executable).parent / "kubeprem"
 
 
 def machine() -> dict[str, Any]:
-    mem_kib = 0
-    model = ""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load1, load5, _ = os.getloadavg()
-    return {
-        "nproc": os.cpu_count(),
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "cpu": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "loadavg_at_start": [round(load1, 2), round(load5, 2)],
-    }
+    return describe()
 
 
 def timed(*args: str) -> float:
