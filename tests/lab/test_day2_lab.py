@@ -160,6 +160,20 @@ def test_encryption_rotate_rewrites_secrets_under_the_new_key(cluster: LoadedSit
     assert got.stdout == "cQ=="  # base64 of "q"
 
 
+def test_node_remove_resets_a_worker_and_node_add_brings_it_back(cluster: LoadedSite) -> None:
+    assert main(["node", "remove", str(cluster.path), "worker-2", "--yes"]) == 0
+    nodes = kubectl(cluster, "get", "nodes", "-o", "name").stdout
+    assert "node/worker-2" not in nodes and "node/worker-1" in nodes
+    left = on(cluster, "worker-2", "sh", "-c", "ls /etc/kubernetes /usr/local/bin/kubelet; true")
+    assert "No such file" in left.stderr
+    active = on(cluster, "worker-2", "systemctl", "is-active", "kubelet")
+    assert active.stdout.strip() != "active"
+    assert main(["node", "add", str(cluster.path), "worker-2", "--yes"]) == 0
+    ready = kubectl(cluster, "get", "node", "worker-2", "-o", "json")
+    conditions = json.loads(ready.stdout)["status"]["conditions"]
+    assert any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
 def test_chaos_scenarios_pass(cluster: LoadedSite, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["verify", str(cluster.path), "--chaos", "--json"])
     results = json.loads(capsys.readouterr().out)
