@@ -3,14 +3,13 @@ server-side dry run of each object, then real server-side apply, get, ordering
 and delete through kubeprem's own HTTP client.
 
 The control plane is the rendered one (etcd with mutual TLS, kube-apiserver),
-started as in test_control_plane_real.py; there are no controllers, so
+shared with the other integration tests (conftest.py); there are no controllers, so
 workloads are created but never rolled out (rollouts are the lab's job).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,24 +17,14 @@ import pytest
 
 from kubeprem.apps import postgresql, storage, workflow
 from kubeprem.apps.catalog import APPS
-from kubeprem.cli.main import main
 from kubeprem.errors import InputError
 from kubeprem.images import image_refs
 from kubeprem.kube import HttpKubeAPI, KubeError, apply_all, apply_order, load_kubeconfig
 from kubeprem.site import parse_site
-from tests.integration.realcluster import (
-    LOOPBACK_SITE,
-    artifact,
-    etcd_argv,
-    exec_start,
-    processes,
-    reroot,
-    wait_for,
-)
+from tests.integration.conftest import Cluster
+from tests.integration.realcluster import LOOPBACK_SITE, wait_for
 
 pytestmark = pytest.mark.integration
-
-MEMBERS = ["controller-0", "controller-1", "controller-2"]
 
 
 class Counting:
@@ -50,24 +39,10 @@ class Counting:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpKubeAPI]:
-    binary = artifact("kube-apiserver")
-    if binary is None:
-        pytest.skip("kube-apiserver is not built here: run `kubeprem artifacts`")
-    if shutil.which("etcd") is None and artifact("etcd") is None:
-        pytest.fail("etcd is not installed; ./run setup installs Debian's etcd-server")
-    tmp = tmp_path_factory.mktemp("apps")
-    site = tmp / "site.yaml"
-    site.write_text(LOOPBACK_SITE)
-    out = tmp / "out"
-    assert main(["render", str(site), "--out", str(out)]) == 0
-    member = "controller-0"
-    unit = (out / member / "etc/systemd/system/kube-apiserver.service").read_text()
-    argv = reroot(exec_start(unit), out / member, {})
-    argv[0] = str(binary)
-    (out / member / "var/log/kubernetes").mkdir(parents=True, exist_ok=True)
-    # straight to the API server: HAProxy and the VIP are tested elsewhere
-    cfg = load_kubeconfig(out / member / "etc/kubernetes/admin.conf")
+def api(loopback_api: Cluster) -> Iterator[HttpKubeAPI]:
+    """kubeprem's own client, straight to an API server of the shared
+    loopback control plane (HAProxy and the VIP are tested elsewhere)."""
+    cfg = load_kubeconfig(loopback_api.out / "controller-0/etc/kubernetes/admin.conf")
     client = HttpKubeAPI(dataclasses.replace(cfg, server="https://127.0.0.10:6443"), timeout=10)
 
     def ready() -> bool:
@@ -77,14 +52,9 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpKubeAPI]:
         except KubeError:
             return False
 
-    with processes() as start:
-        for i, m in enumerate(MEMBERS):
-            data = tmp / f"etcd-{m}"
-            data.mkdir(mode=0o700)
-            start(etcd_argv(out, m, data, first=i == 0), tmp / f"{m}.log")
-        start(argv, tmp / "apiserver.log")
-        wait_for(ready, 120, "the API server answering kubeprem's client")
-        yield client
+    wait_for(ready, 120, "the API server answering kubeprem's client")
+    yield client
+    client.close()
 
 
 def _site() -> object:
