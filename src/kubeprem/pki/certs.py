@@ -197,6 +197,8 @@ def required_certs(site: Site) -> tuple[CertSpec, ...]:
                "system:masters"),
         client("lb-healthcheck", CLUSTER_CA, "kubeprem:lb-healthcheck",
                "HAProxy /readyz checks"),
+        client("etcd/prometheus-client", ETCD_CA, "kubeprem:prometheus",
+               "Prometheus etcd metrics client"),
     ]  # fmt: skip
     for m in site.workers:
         node = f"system:node:{m.name}"

@@ -67,6 +67,9 @@ class Email(_Model):
     smarthost: HostPort
     username: str | None = None
     password_secret: Name = "alertmanager-smtp"
+    # a file holding the password; `deploy` puts it in the Secret above
+    # (relative to the values file). Absent: the Secret is the operator's.
+    password_file: str | None = None
     require_tls: bool = True
     send_resolved: bool = True
 
