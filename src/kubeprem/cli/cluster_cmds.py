@@ -203,6 +203,10 @@ async def cmd_status(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(status.to_dict(), indent=2) + "\n")
     else:
         console.print(st.table(status))
+        if status.alerts:
+            console.print(st.alerts_table(status.alerts))
+        elif status.alerts is not None:
+            console.print("no firing alerts")
         for w in status.warnings:
             console.print(f"[yellow]warning[/]: {escape(w)}")
     return 0 if status.healthy else 1

@@ -1,7 +1,8 @@
 """`kubeprem status`: what each machine and component is doing now.
 
 Reads the machines over SSH (etcd endpoint status on each member, /readyz
-on each API server, nodes from the API, versions) and the certificates'
+on each API server, nodes from the API, versions, firing alerts from
+Prometheus through the API server's service proxy) and the certificates'
 expiry from the local PKI folder. Pure parsing is kept in small functions.
 """
 
@@ -53,10 +54,20 @@ class MachineStatus:
         )
 
 
+@dataclass(frozen=True)
+class FiringAlert:
+    name: str
+    severity: str
+    where: str  # the node, else namespace/pod, else the instance
+    summary: str
+
+
 @dataclass
 class ClusterStatus:
     machines: list[MachineStatus]
     warnings: list[str] = field(default_factory=list)
+    # None: Prometheus could not be asked (monitoring not deployed, or down)
+    alerts: list[FiringAlert] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -67,6 +78,7 @@ class ClusterStatus:
             "healthy": self.healthy,
             "machines": [m.__dict__ | {"healthy": m.healthy()} for m in self.machines],
             "warnings": self.warnings,
+            "alerts": None if self.alerts is None else [a.__dict__ for a in self.alerts],
         }
 
 
@@ -95,6 +107,40 @@ def parse_endpoint_status(output: str) -> str:
     doc = docs[0] if isinstance(docs, list) else docs
     st = doc["Status"]
     return "leader" if st["leader"] == st["header"]["member_id"] else "follower"
+
+
+# Prometheus's alerts API behind the API server's service proxy (port by number:
+# the Service names it "web").
+MONITORING_NAMESPACE = "monitoring"
+ALERTS_PATH = (
+    f"/api/v1/namespaces/{MONITORING_NAMESPACE}/services/prometheus:9090/proxy/api/v1/alerts"
+)
+
+
+def parse_alerts(output: str) -> list[FiringAlert]:
+    """The firing alerts of Prometheus's ``/api/v1/alerts`` answer, sorted
+    (pending ones are left out: they have not lasted their ``for:`` yet)."""
+    doc = json.loads(output)
+    out = []
+    for a in doc.get("data", {}).get("alerts", []):
+        if a.get("state") != "firing":
+            continue
+        labels = a.get("labels", {})
+        if labels.get("node"):
+            where = labels["node"]
+        elif labels.get("pod"):
+            where = f"{labels.get('namespace', '')}/{labels['pod']}"
+        else:
+            where = labels.get("instance") or labels.get("namespace") or "-"
+        out.append(
+            FiringAlert(
+                labels.get("alertname", "?"),
+                labels.get("severity", "-"),
+                where,
+                a.get("annotations", {}).get("summary", ""),
+            )
+        )
+    return sorted(out, key=lambda f: (f.severity != "critical", f.name, f.where))
 
 
 async def _machine(m: Machine, t: Transport, site_api_port: int) -> MachineStatus:
@@ -133,6 +179,7 @@ async def gather_status(loaded: LoadedSite, transports: Mapping[str, Transport])
     )
     by_name = {m.name: m for m in machines}
     nodes: dict[str, bool] | None = None
+    alerts: list[FiringAlert] | None = None
     for cp in site.controllers:
         if not by_name[cp.name].reachable:
             continue
@@ -141,6 +188,14 @@ async def gather_status(loaded: LoadedSite, transports: Mapping[str, Transport])
         )
         if r.ok:
             nodes = gates.node_conditions(json.loads(r.stdout))
+            r = await transports[cp.name].run(
+                gates.kubectl("get", f"--raw={ALERTS_PATH}"), step="alerts", check=False
+            )
+            if r.ok:
+                try:
+                    alerts = parse_alerts(r.stdout)
+                except (ValueError, AttributeError):
+                    alerts = None
             break
     for w in site.workers:
         if nodes is not None:
@@ -159,7 +214,17 @@ async def gather_status(loaded: LoadedSite, transports: Mapping[str, Transport])
     for ms in machines:
         if not ms.reachable:
             warnings.append(f"{ms.name}: unreachable: {ms.error}")
-    return ClusterStatus(list(machines), warnings)
+    return ClusterStatus(list(machines), warnings, alerts)
+
+
+def alerts_table(alerts: list[FiringAlert]) -> Table:
+    t = Table(title="firing alerts")
+    for col in ("alert", "severity", "where", "summary"):
+        t.add_column(col)
+    for a in alerts:
+        sev = f"[red]{a.severity}[/]" if a.severity == "critical" else a.severity
+        t.add_row(a.name, sev, a.where, a.summary)
+    return t
 
 
 def table(status: ClusterStatus) -> Table:
