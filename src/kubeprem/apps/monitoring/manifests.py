@@ -100,15 +100,18 @@ def _claim(size: str, values: Values) -> Obj:
     }
 
 
-def _pdb(app: str, values: Values) -> Obj:
+def _pdb(site: Site, app: str, values: Values) -> Obj:
+    # policy/v1 arrives in 1.21; 1.20 (the lab) serves policy/v1beta1 only
     return {
-        "apiVersion": "policy/v1",
+        "apiVersion": "policy/v1beta1" if site.cluster.minor < (1, 21) else "policy/v1",
         "kind": "PodDisruptionBudget",
         "metadata": _meta(app, values, app),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {L.NAME_LABEL: app}}},
     }
 
 
+# Every port names its protocol: Kubernetes 1.20's server-side apply keys the
+# ports list by (port, protocol) and refuses an entry without it.
 def _service(name: str, app: str, values: Values, ports: list[Obj], headless: bool) -> Obj:
     spec: Obj = {"selector": {L.NAME_LABEL: app}, "ports": ports}
     if headless:
@@ -186,7 +189,7 @@ def _prometheus(values: Values, config_sha: str) -> Obj:
             f"--storage.tsdb.retention.time={values.retention_days}d",
             f"--web.listen-address=:{L.PROMETHEUS_PORT}",
         ],
-        "ports": [{"name": "web", "containerPort": L.PROMETHEUS_PORT}],
+        "ports": [{"name": "web", "containerPort": L.PROMETHEUS_PORT, "protocol": "TCP"}],
         "readinessProbe": _http_probe("/-/ready", "web", 10, 3),
         # replaying the write-ahead log after a restart can take minutes
         "livenessProbe": _http_probe("/-/healthy", "web", 30, 10, delay=60),
@@ -282,8 +285,8 @@ def _alertmanager(site: Site, values: Values, config_sha: str) -> Obj:
         "args": args,
         "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
         "ports": [
-            {"name": "web", "containerPort": L.ALERTMANAGER_PORT},
-            {"name": "cluster", "containerPort": L.ALERTMANAGER_CLUSTER_PORT},
+            {"name": "web", "containerPort": L.ALERTMANAGER_PORT, "protocol": "TCP"},
+            {"name": "cluster", "containerPort": L.ALERTMANAGER_CLUSTER_PORT, "protocol": "TCP"},
             {
                 "name": "cluster-udp",
                 "containerPort": L.ALERTMANAGER_CLUSTER_PORT,
@@ -359,6 +362,7 @@ def _node_exporter(values: Values) -> Obj:
                 "name": "http-metrics",
                 "containerPort": L.NODE_EXPORTER_PORT,
                 "hostPort": L.NODE_EXPORTER_PORT,
+                "protocol": "TCP",
             }
         ],
         "readinessProbe": _http_probe("/", "http-metrics", 10, 3),
@@ -438,14 +442,14 @@ def objects(
             L.PROMETHEUS_HEADLESS,
             L.PROMETHEUS,
             values,
-            [{"name": "web", "port": L.PROMETHEUS_PORT, "targetPort": "web"}],
+            [{"name": "web", "port": L.PROMETHEUS_PORT, "targetPort": "web", "protocol": "TCP"}],
             headless=True,
         ),
         _service(
             L.PROMETHEUS,
             L.PROMETHEUS,
             values,
-            [{"name": "web", "port": L.PROMETHEUS_PORT, "targetPort": "web"}],
+            [{"name": "web", "port": L.PROMETHEUS_PORT, "targetPort": "web", "protocol": "TCP"}],
             headless=False,
         ),
         _service(
@@ -453,8 +457,18 @@ def objects(
             L.ALERTMANAGER,
             values,
             [
-                {"name": "web", "port": L.ALERTMANAGER_PORT, "targetPort": "web"},
-                {"name": "cluster", "port": L.ALERTMANAGER_CLUSTER_PORT, "targetPort": "cluster"},
+                {
+                    "name": "web",
+                    "port": L.ALERTMANAGER_PORT,
+                    "targetPort": "web",
+                    "protocol": "TCP",
+                },
+                {
+                    "name": "cluster",
+                    "port": L.ALERTMANAGER_CLUSTER_PORT,
+                    "targetPort": "cluster",
+                    "protocol": "TCP",
+                },
                 {
                     "name": "cluster-udp",
                     "port": L.ALERTMANAGER_CLUSTER_PORT,
@@ -468,14 +482,14 @@ def objects(
             L.ALERTMANAGER,
             L.ALERTMANAGER,
             values,
-            [{"name": "web", "port": L.ALERTMANAGER_PORT, "targetPort": "web"}],
+            [{"name": "web", "port": L.ALERTMANAGER_PORT, "targetPort": "web", "protocol": "TCP"}],
             headless=False,
         ),
     ]
     if values.prometheus_replicas > 1:
-        out.append(_pdb(L.PROMETHEUS, values))
+        out.append(_pdb(site, L.PROMETHEUS, values))
     if values.alertmanager_replicas > 1:
-        out.append(_pdb(L.ALERTMANAGER, values))
+        out.append(_pdb(site, L.ALERTMANAGER, values))
     out += [
         _prometheus(values, prom_sha),
         _alertmanager(site, values, _sha(alertmanager_yml)),
