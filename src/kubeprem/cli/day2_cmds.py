@@ -15,7 +15,7 @@ from rich.table import Table
 
 from kubeprem.cli.common import add_site_arg, console, console_err, site_from
 from kubeprem.errors import InputError
-from kubeprem.pki.store import load_pki
+from kubeprem.pki.store import ensure_pki
 from kubeprem.workflows import apply as wf
 from kubeprem.workflows import backup as bk
 from kubeprem.workflows import certs as ce
@@ -271,7 +271,7 @@ async def cmd_node_add(args: argparse.Namespace) -> int:
 
     loaded = site_from(args)
     loaded.site.machine(args.name)
-    bundle = load_pki(loaded, datetime.now(UTC))
+    _, bundle = ensure_pki(loaded, datetime.now(UTC))
     artifacts = _artifacts(loaded)
     images = _images(loaded)
     async with connected(loaded) as transports:
@@ -293,7 +293,7 @@ async def cmd_node_remove(args: argparse.Namespace) -> int:
     if not _confirm(args, f"Remove {args.name} from the cluster and reset it?"):
         console.print("nothing changed")
         return 1
-    bundle = load_pki(loaded, datetime.now(UTC))
+    bundle = rt.bundle_for_paths(loaded, datetime.now(UTC))
     async with connected(loaded) as transports:
         await nd.remove_node(loaded.site, bundle, transports, args.name, say=_say)
     console.print(
@@ -319,7 +319,7 @@ async def cmd_reset(args: argparse.Namespace) -> int:
     if not _confirm(args, f"Remove everything kubeprem installed on {', '.join(names)}?"):
         console.print("nothing changed")
         return 1
-    bundle = load_pki(loaded, datetime.now(UTC))
+    bundle = rt.bundle_for_paths(loaded, datetime.now(UTC))
     async with connected(loaded, names) as transports:
         plans = await rt.reset(site, bundle, transports, names, say=_say)
     console.print(f"[green]reset[/] {', '.join(p.machine for p in plans)}")

@@ -30,7 +30,7 @@ from datetime import datetime
 from kubeprem.errors import OperationError
 from kubeprem.pki.encryption import EncryptionConfig, parse_encryption_config
 from kubeprem.pki.keys import KeySource, SystemKeySource
-from kubeprem.pki.store import ENCRYPTION_CONFIG, load_pki, pki_dir, write_atomic
+from kubeprem.pki.store import ENCRYPTION_CONFIG, ensure_pki, pki_dir, write_atomic
 from kubeprem.sensitive import Sensitive
 from kubeprem.site.load import LoadedSite
 from kubeprem.transport.base import Transport
@@ -138,7 +138,7 @@ async def rotate(
     async def roll_out(cfg: EncryptionConfig, what: str) -> None:
         say(what)
         write_atomic(path, cfg.render().reveal().encode(), 0o600)
-        bundle = load_pki(loaded, now)
+        _, bundle = ensure_pki(loaded, now)
         cplan = await make_plan(loaded, bundle, None, transports)
         await roll(site, cplan.hosts, transports, only=controllers, say=say)
 

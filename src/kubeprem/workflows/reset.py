@@ -23,9 +23,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from kubeprem.components import paths
 from kubeprem.pki.bundle import PkiBundle
+from kubeprem.pki.keys import SystemKeySource
+from kubeprem.pki.store import converge, pki_dir, read_store
+from kubeprem.site.load import LoadedSite
 from kubeprem.site.model import Machine, Site
 from kubeprem.transport.base import Transport
 from kubeprem.workflows.backup import TIMER_DIR, TIMER_SERVICE, TIMER_UNIT, timer_files
@@ -75,6 +79,12 @@ class ResetPlan:
     services: tuple[str, ...]
     files: tuple[str, ...]
     folders: tuple[str, ...]
+
+
+def bundle_for_paths(loaded: LoadedSite, now: datetime) -> PkiBundle:
+    """A bundle to name the rendered files with; computed in memory, never
+    written (a PKI folder older than the site must not stop a reset)."""
+    return converge(loaded.site, read_store(pki_dir(loaded)), now, SystemKeySource())[2]
 
 
 def binaries(m: Machine) -> list[str]:

@@ -146,6 +146,7 @@ async def restore(
     )
 
     say("restore the snapshot into a fresh data directory on each member")
+
     async def restore_member(m: Machine) -> None:
         t = transports[m.name]
         await t.run(["rm", "-rf", RESTORE_DIR], step="remove an earlier restore's leftovers")
