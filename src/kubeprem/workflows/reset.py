@@ -51,7 +51,8 @@ DATA_DIRS = (
     TIMER_DIR,
 )
 
-# Stops pods' containers, unmounts, removes folders and old etcd copies.
+# Stops pods' containers, unmounts, removes folders (a folder that is itself a
+# mount point, such as a separate containerd disk, is emptied) and old etcd copies.
 # $1: ctr path; the rest: folders to remove.
 RESET_SCRIPT = r"""
 ctr="$1"; shift
@@ -63,7 +64,14 @@ if [ -x "$ctr" ] && [ -S /run/containerd/containerd.sock ]; then
 fi
 awk '{print $2}' /proc/mounts | grep -E '^(/var/lib/kubelet|/run/containerd|/var/lib/containerd|/run/netns)/' \
   | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
-rm -rf -- "$@" /var/lib/etcd.before-restore-*
+for d in "$@"; do
+  if awk -v d="$d" '$2 == d {f=1} END {exit !f}' /proc/mounts; then
+    find "$d" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +   # a mount point: empty it
+  else
+    rm -rf -- "$d"
+  fi
+done
+rm -rf -- /var/lib/etcd.before-restore-*
 """
 
 Say = Callable[[str], None]
