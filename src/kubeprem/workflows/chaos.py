@@ -361,6 +361,18 @@ class Cluster:
         if self.lab:
             await asyncio.to_thread(lab_machines.lab_up, self.loaded, only=[name])
             await self.fresh(name)
+            # The lab rebuilds a machine whose cached root filesystem changed
+            # while it was off: it then comes back empty, and no wait helps.
+            r = await self.transports[name].run(
+                ["test", "-d", "/etc/kubernetes"],
+                step="check the machine kept its disk",
+                check=False,
+            )
+            if not r.ok:
+                raise OperationError(
+                    f"{name} came back without /etc/kubernetes: the lab rebuilt it from a changed "
+                    "root filesystem; run `kubeprem apply` then `kubeprem restore ... latest`"
+                )
         else:
             await self.transports[name].run(
                 ["systemctl", "start", "etcd", "kube-apiserver", "haproxy", "keepalived"],
