@@ -105,7 +105,9 @@ def test_check_reaches_another_node_and_the_service(example_site: Site) -> None:
 
 def test_check_fails_when_the_name_does_not_resolve(example_site: Site) -> None:
     fake = fake_cluster({"10.200.1.3": "smoke-b"})
-    with pytest.raises(OperationError, match=re.escape("could not fetch http://smoke.kubeprem-smoke")):
+    with pytest.raises(
+        OperationError, match=re.escape("could not fetch http://smoke.kubeprem-smoke")
+    ):
         asyncio.run(smoke.smoke_check(fake, example_site))
 
 
