@@ -7,8 +7,9 @@ Modes (each appends its record; the site file's lab must be yours):
                     separately (goal: apply < 180 s on 2 cores)
   noop SITE         N re-applies of a converged cluster: seconds, phases, SSH
                     round trips per host (goal: < 5 s)
-  add-worker SITE   add worker-N (next address) to the site file, `lab up`,
-                    `plan --json` (which hosts change, and what), then apply
+  add-worker SITE   add worker-N (next address, or --index/--address: a machine
+                    never used, after a `node remove`) to the site file,
+                    `lab up`, `plan --json` (which hosts change, and what), apply
 
 Every record holds nproc, memory, kernel and the load average at its start
 and end: the lab shares this machine with other labs, and the load is part
@@ -78,13 +79,15 @@ def noop(site: str, runs: int) -> dict[str, Any]:
     return {"runs": records, "best_wall_s": min(r["wall_s"] for r in records)}
 
 
-def add_worker(site: str) -> dict[str, Any]:
+def add_worker(site: str, index: int | None = None, address: str | None = None) -> dict[str, Any]:
     path = Path(site)
     text = path.read_text()
     workers = re.findall(r"- name: worker-(\d+)\n\s+address: (\S+)", text)
-    index = max(int(n) for n, _ in workers) + 1
-    last = workers[-1][1].rsplit(".", 1)
-    address = f"{last[0]}.{int(last[1]) + 1}"
+    if index is None:
+        index = max(int(n) for n, _ in workers) + 1
+    if address is None:
+        last = workers[-1][1].rsplit(".", 1)
+        address = f"{last[0]}.{int(last[1]) + 1}"
     anchor = "\nencryption:"
     entry = f"  - name: worker-{index}\n    address: {address}\n    roles: [worker]\n"
     path.write_text(text.replace(anchor, "\n" + entry.rstrip("\n") + "\n" + anchor, 1))
@@ -110,6 +113,8 @@ def main() -> int:
     parser.add_argument("mode", choices=("first", "noop", "add-worker"))
     parser.add_argument("site")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--index", type=int, help="add-worker: N of worker-N (default: next)")
+    parser.add_argument("--address", help="add-worker: its address (default: the last one + 1)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (lab machines)", file=sys.stderr)
@@ -124,7 +129,7 @@ def main() -> int:
     elif args.mode == "noop":
         record["result"] = noop(args.site, max(1, min(args.runs, 10)))
     else:
-        record["result"] = add_worker(args.site)
+        record["result"] = add_worker(args.site, args.index, args.address)
     record["loadavg_at_end"] = load()
     doc = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"records": []}
     doc["records"].append(record)
