@@ -323,3 +323,27 @@ def test_digest_cache_is_used_and_never_hides_a_change(tmp_path: Path) -> None:
     # ... but any change to the file changes its key, so it is hashed again
     f.write_bytes(b"b" * 1000)
     assert digest() == hashlib.sha256(b"b" * 1000).hexdigest()
+
+
+@pytest.mark.skipif(shutil.which("sh") is None, reason="needs a POSIX sh")
+def test_digest_cache_keeps_paths_not_asked_about(tmp_path: Path) -> None:
+    """A drift check asks for a few files; the others' entries stay cached."""
+    import os
+    import time
+
+    state = tmp_path / "state"
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(b"a")
+    b.write_bytes(b"b")
+    env = dict(os.environ, KUBEPREM_STATE_DIR=str(state))
+
+    def facts_of(*paths: Path) -> None:
+        subprocess.run(
+            file_facts_command([str(p) for p in paths]), capture_output=True, check=True, env=env
+        )
+
+    time.sleep(2.1)  # old enough to be cached
+    facts_of(a, b)
+    facts_of(b)
+    lines = (state / "digests").read_text().splitlines()
+    assert sorted(line.split("\t")[2] for line in lines) == [str(a), str(b)]

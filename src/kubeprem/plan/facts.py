@@ -110,7 +110,17 @@ while [ $# -gt 0 ] && [ "$1" != -- ]; do
   fi
   shift
 done
-if [ -n "$new" ]; then chmod 600 "$new"; mv -f "$new" "$cache" 2>/dev/null || rm -f "$new"; fi
+if [ -n "$new" ]; then
+  # keep the entries of paths not asked about this time: the drift check
+  # asks only for the files a phase writes, and must not make the next
+  # plan hash every binary again
+  if [ -r "$cache" ]; then
+    awk -F '\t' 'NR == FNR { seen[$3] = 1; next } !($3 in seen)' "$new" "$cache" > "$new.keep" 2>/dev/null \
+      && cat "$new.keep" >> "$new"
+    rm -f "$new.keep"
+  fi
+  chmod 600 "$new"; mv -f "$new" "$cache" 2>/dev/null || rm -f "$new"
+fi
 [ $# -gt 0 ] && shift
 for unit in "$@"; do
   mark service "$unit"
