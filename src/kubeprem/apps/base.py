@@ -191,7 +191,14 @@ class PodSpec:
         out["enableServiceLinks"] = False
         if self.restart_never:
             out["restartPolicy"] = "Never"
-        out["securityContext"] = {"fsGroup": FS_GROUP, "runAsNonRoot": True}
+        # OnRootMismatch: the kubelet re-groups a volume only while its top folder is
+        # not yet ours; recursively on every mount it would also make PostgreSQL's
+        # data folder group-writable, which PostgreSQL refuses to start with
+        out["securityContext"] = {
+            "fsGroup": FS_GROUP,
+            "fsGroupChangePolicy": "OnRootMismatch",
+            "runAsNonRoot": True,
+        }
         if self.service_account:
             out["serviceAccountName"] = self.service_account
         out["terminationGracePeriodSeconds"] = self.termination_grace

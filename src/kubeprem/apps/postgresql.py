@@ -114,6 +114,9 @@ postgresql:
   data_dir: /var/lib/postgresql/data/pgdata
   bin_dir: {PG_BIN}
   pgpass: /run/patroni/pgpass
+  parameters:
+    # the image's /var/run/postgresql is not writable by the pod's user
+    unix_socket_directories: /run/patroni
   authentication:
     superuser:
       username: postgres
@@ -139,6 +142,8 @@ rep="$(cat /etc/postgresql-auth/replication-password)"
 sed -e "s/@POD_NAME@/$POD_NAME/" -e "s/@POD_IP@/$POD_IP/g" \
     -e "s/\${SUPERUSER_PASSWORD}/$su/" -e "s/\${REPLICATION_PASSWORD}/$rep/" \
     /etc/patroni/patroni.yml >/run/patroni/patroni.yml
+# PostgreSQL refuses a group-writable data folder (a volume's fsGroup may make it so)
+if [ -d /var/lib/postgresql/data/pgdata ]; then chmod 0700 /var/lib/postgresql/data/pgdata; fi
 exec patroni /run/patroni/patroni.yml
 """
 
@@ -205,6 +210,9 @@ def build(v: PostgresValues, images: dict[str, str], pw: dict[str, Sensitive[str
             service_account=APP,
         ),
         claims=(b.claim_template("data", v.storage.size, v.storage.storage_class),),
+        # Patroni, not the pod's ordinal, decides who leads: a replica must be
+        # recreated even while another member is not ready
+        parallel=True,
         pod_annotations={"prometheus.io/scrape": "true", "prometheus.io/port": "9187"},
     )
     rbac_labels = b.labels(APP, "rbac")
@@ -280,6 +288,8 @@ def build(v: PostgresValues, images: dict[str, str], pw: dict[str, Sensitive[str
         extra_cleanup=(
             ("Endpoints", SCOPE),
             ("Endpoints", f"{SCOPE}-config"),
+            ("Endpoints", f"{SCOPE}-sync"),
+            ("Endpoints", f"{SCOPE}-failover"),
             ("Service", f"{SCOPE}-config"),
         ),
     )

@@ -61,6 +61,10 @@ class RedisValues(Values):
     proxy_resources: ResourcesV = ResourcesV(cpu="50m", memory="64Mi")
     exporter_resources: ResourcesV = ResourcesV(cpu="20m", memory="32Mi")
     proxies: int = Field(default=2, ge=1, le=5)
+    # HAProxy's resolver ignores resolv.conf's search list: it needs full names
+    cluster_domain: str = Field(
+        default="cluster.local", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
+    )
 
 
 def _res(r: ResourcesV) -> b.Resources:
@@ -100,7 +104,9 @@ set -eu
 me="$(cat /etc/hostname).$HEADLESS"
 umask 077
 conf=/run/redis/redis.conf
-cp /etc/redis-config/redis.conf "$conf"
+# a restarted container finds the previous start's file (0600, its own)
+rm -f "$conf"
+cat /etc/redis-config/redis.conf >"$conf"
 pw="$(cat /etc/redis-auth/password)"
 printf 'requirepass "%s"\nmasterauth "%s"\nreplica-announce-ip %s\n' "$pw" "$pw" "$me" >>"$conf"
 primary="$(sh /etc/redis-config/find-primary.sh || true)"
@@ -119,6 +125,7 @@ set -eu
 me="$(cat /etc/hostname).$SENTINEL_HEADLESS"
 umask 077
 conf=/run/sentinel/sentinel.conf
+rm -f "$conf"
 pw="$(cat /etc/redis-auth/password)"
 primary="$(sh /etc/redis-config/find-primary.sh || true)"
 [ -n "$primary" ] || primary="redis-0.$HEADLESS"
@@ -187,7 +194,8 @@ sentinel announce-hostnames yes
 
 def _haproxy_cfg(v: RedisValues, headless: str) -> str:
     servers = "\n".join(
-        f"    server redis-{i} redis-{i}.{headless}:6379 check inter 1s fall 1 rise 1 "
+        f"    server redis-{i} redis-{i}.{headless}.{v.cluster_domain}:6379 "
+        "check inter 1s fall 1 rise 1 "
         "resolvers cluster init-addr none on-marked-down shutdown-sessions"
         for i in range(v.replicas)
     )
@@ -305,6 +313,9 @@ def build(v: RedisValues, images: dict[str, str], pw: dict[str, Sensitive[str]])
             affinity=b.anti_affinity(sr, v.anti_affinity),
         ),
         claims=(b.claim_template("data", v.storage.size, v.storage.storage_class),),
+        # the Sentinels, not the ordinal, decide who is primary: a deleted replica
+        # must come back even while the old primary's machine is down
+        parallel=True,
         pod_annotations={"prometheus.io/scrape": "true", "prometheus.io/port": "9121"},
     )
     sentinel = b.Container(
@@ -425,7 +436,8 @@ START_CLUSTER_NODE = r"""#!/bin/sh
 set -eu
 umask 077
 conf=/run/redis/redis.conf
-cp /etc/redis-config/redis.conf "$conf"
+rm -f "$conf"
+cat /etc/redis-config/redis.conf >"$conf"
 pw="$(cat /etc/redis-auth/password)"
 printf 'requirepass "%s"\nmasterauth "%s"\ncluster-announce-hostname %s\n' \
   "$pw" "$pw" "$(cat /etc/hostname).$HEADLESS" >>"$conf"

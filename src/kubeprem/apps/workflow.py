@@ -11,7 +11,7 @@ and waited for with kubectl's rollout semantics.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +68,20 @@ def preflight(api: KubeAPI, rendered: Rendered, site: Site | None) -> None:
             )
 
 
+def image_refs_of(objects: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Every image the objects' pods run (containers and init containers), in
+    first-seen order: what the workers' containerd must hold before deploy."""
+    out: dict[str, None] = {}
+    for obj in objects:
+        spec = obj.get("spec") or {}
+        pod = spec if obj.get("kind") == "Pod" else (spec.get("template") or {}).get("spec") or {}
+        for key in ("initContainers", "containers"):
+            for c in pod.get(key) or []:
+                if c.get("image"):
+                    out[str(c["image"])] = None
+    return list(out)
+
+
 def deploy(
     api: KubeAPI,
     rendered: Rendered,
@@ -77,8 +91,11 @@ def deploy(
     timeout: float = 600.0,
     progress: Progress = lambda _: None,
     sleep: Callable[[float], None] | None = None,
+    before_apply: Callable[[], None] | None = None,
 ) -> None:
-    """Check, dry-run, apply in order, wait. Bad input leaves the cluster as it was."""
+    """Check, dry-run, apply in order, wait. Bad input leaves the cluster as it was.
+    ``before_apply`` runs once the dry run passed (the CLI imports the app's
+    images into the workers' containerd there), so bad input changes no node."""
     preflight(api, rendered, site)
     ns_objs = [o for o in rendered.objects if o["kind"] == "Namespace"]
     created_ns = []
@@ -97,6 +114,8 @@ def deploy(
                 f"the API server refused the manifests, nothing applied: {exc}"
             ) from exc
         raise
+    if before_apply is not None:
+        before_apply()
     apply_all(api, rendered.objects, progress=progress)
     if wait:
         kwargs: dict[str, Any] = {"timeout": timeout, "progress": progress}
@@ -185,7 +204,17 @@ def destroy(
     return gone
 
 
-__all__ = ["PodRow", "WorkloadRow", "deploy", "destroy", "preflight", "render", "status", "to_yaml"]
+__all__ = [
+    "PodRow",
+    "WorkloadRow",
+    "deploy",
+    "destroy",
+    "image_refs_of",
+    "preflight",
+    "render",
+    "status",
+    "to_yaml",
+]
 
 
 def to_yaml(objects: Any) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +15,13 @@ from kubeprem.apps.catalog import APPS, app_def
 from kubeprem.apps.values import load_values
 from kubeprem.cli.common import add_site_arg, console, console_err, site_from
 from kubeprem.errors import InputError
-from kubeprem.images import image_refs
+from kubeprem.images import image_archives, image_refs
 from kubeprem.kube.http import HttpKubeAPI
 from kubeprem.kube.resources import ident, rank_of
 from kubeprem.pki.store import KUBECONFIG_DIR, pki_dir
 from kubeprem.site import LoadedSite
+from kubeprem.workflows.apply import import_images
+from kubeprem.workflows.hosts import connected
 
 
 def register(sub: Any) -> None:
@@ -84,12 +88,51 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, HttpKubeAPI, LoadedSit
     app = app_def(args.app)
     values = load_values(app.values, args.values)
     loaded = site_from(args)
+    if "cluster_domain" in type(values).model_fields and (
+        "cluster_domain" not in values.model_fields_set
+    ):
+        # the site knows its DNS domain; a values file may still say otherwise
+        values = values.model_copy(update={"cluster_domain": loaded.site.cluster.domain})
     return app, values, kube_api(loaded, args.kubeconfig), loaded
+
+
+def import_app_images(loaded: LoadedSite, refs: Sequence[str]) -> None:
+    """Import the archives of ``refs`` into every worker's containerd, where
+    missing. The app's own manifests say which images it needs, so the
+    operator keeps no second list (apply imports only the cluster's base
+    images); archives come from `kubeprem images build` or the site file."""
+    by_ref = {ref: name for name, ref in image_refs(loaded.site).items()}
+    # raises, naming the `images build` command, when a catalogue archive is missing
+    archives = [
+        a
+        for a in image_archives(
+            loaded.site,
+            site_dir=loaded.path.parent,
+            names=[by_ref[r] for r in refs if r in by_ref],
+        )
+        if a.ref in refs
+    ]
+    missing = sorted(set(refs) - {a.ref for a in archives})
+    if missing:
+        raise InputError(
+            f"no image archive for {', '.join(missing)}: name one under images: in the "
+            "site file (or use the catalogue's references)"
+        )
+
+    async def run() -> str:
+        async with connected(loaded, [m.name for m in loaded.site.workers]) as transports:
+            _, detail = await import_images(
+                loaded.site, transports, archives, lambda line: console.print(line)
+            )
+            return detail
+
+    console.print(f"images on the workers: {asyncio.run(run())}")
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     app, values, api, loaded = _prepare(args)
     rendered = workflow.render(app, values, image_refs(loaded.site), SystemPasswords(), api)
+    refs = workflow.image_refs_of(rendered.objects)
     workflow.deploy(
         api,
         rendered,
@@ -97,6 +140,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         wait=not args.no_wait,
         timeout=args.timeout,
         progress=lambda line: console.print(line),
+        before_apply=lambda: import_app_images(loaded, refs),
     )
     console.print(f"[green]{app.name} deployed[/] in namespace {rendered.namespace}")
     return 0

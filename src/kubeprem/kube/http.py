@@ -17,6 +17,7 @@ import os
 import shutil
 import ssl
 import tempfile
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,10 @@ from urllib.parse import urlencode, urlsplit
 from kubeprem.kube.api import FIELD_MANAGER, KubeError, Obj
 from kubeprem.kube.config import KubeConfig, load_kubeconfig
 from kubeprem.kube.resources import kind_of, path
+
+READ_TRIES = 4
+RETRY_STATUS = frozenset({500, 503, 504})
+RETRY_PAUSE = 0.5  # seconds, times the attempt number
 
 
 @dataclass(frozen=True)
@@ -160,9 +165,61 @@ class HttpKubeAPI:
     def close(self) -> None:
         pass
 
+    # -- beyond the interface ------------------------------------------------
+
+    def logs(self, name: str, namespace: str, container: str | None = None) -> str:
+        """A pod's log as text (the whole of it): how the failover bench reads
+        what its client pod saw."""
+        p = path("Pod", name, namespace) + "/log"
+        if container:
+            p += "?" + urlencode({"container": container})
+        req = Request("GET", p, None, {"Accept": "*/*"})
+        conn = http.client.HTTPSConnection(
+            self._host, self._port, context=self._ctx, timeout=self._timeout
+        )
+        try:
+            conn.request(req.method, self._prefix + req.path, headers=req.headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+            status = resp.status
+        except (OSError, http.client.HTTPException) as exc:
+            raise KubeError(
+                "logs", "Pod", name, namespace, None, f"{self.server}: {exc or type(exc).__name__}"
+            ) from exc
+        finally:
+            conn.close()
+        text = raw.decode("utf-8", "replace")
+        if 200 <= status < 300:
+            return text
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            doc = {"message": text[:300]}
+        raise KubeError("logs", "Pod", name, namespace, status, str(doc.get("message", "")))
+
     # -- I/O -----------------------------------------------------------------
 
     def _send(
+        self, req: Request, kind: str, name: str | None, namespace: str | None
+    ) -> tuple[int, Obj]:
+        """One request; a read is tried again (up to ``READ_TRIES`` times) when the
+        server was not reached or answered 500/503/504: an API server under load
+        answers "etcdserver: leader changed" during an election, and a read is
+        safe to repeat. Writes are sent once."""
+        tries = READ_TRIES if req.method == "GET" else 1
+        for attempt in range(1, tries + 1):
+            try:
+                status, doc = self._send_once(req, kind, name, namespace)
+            except KubeError:
+                if attempt == tries:
+                    raise
+            else:
+                if status not in RETRY_STATUS or attempt == tries:
+                    return status, doc
+            time.sleep(RETRY_PAUSE * attempt)
+        raise AssertionError("unreachable")
+
+    def _send_once(
         self, req: Request, kind: str, name: str | None, namespace: str | None
     ) -> tuple[int, Obj]:
         conn = http.client.HTTPSConnection(
