@@ -1,0 +1,112 @@
+"""Failover measurement: the client pod, its log parser, the numbers, the primary lookups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kubeprem.apps.base import FS_GROUP
+from kubeprem.errors import OperationError
+from kubeprem.kube import FakeKubeAPI
+from kubeprem.workflows import failover as fo
+
+LOG = """cat: something harmless
+W 1 1000 ok
+W 2 1100 ok
+W 3 1200 fail I/O error Error: Server closed the connection
+W 4 1400 fail NOREPLICAS Not enough good replicas to write.
+W 5 1600 ok
+W 6 1700 fail no answer
+W 7 1800 ok
+DONE 1900
+LOST 2
+VERIFY acked=4 lost=1 2000
+"""
+
+
+def test_parse_log_reads_writes_done_lost_and_verify() -> None:
+    log = fo.parse_log(LOG)
+    assert [w.seq for w in log.writes] == [1, 2, 3, 4, 5, 6, 7]
+    assert [w.ok for w in log.writes] == [True, True, False, False, True, False, True]
+    assert log.writes[3].detail == "NOREPLICAS Not enough good replicas to write."
+    assert (log.done_ms, log.acked, log.lost, log.verified_ms) == (1900, 4, (2,), 2000)
+    assert fo.parse_log("W 1 5 ok\n").acked is None  # the pod never got to the read-back
+
+
+def test_measure_from_the_fault_to_the_first_acknowledged_write() -> None:
+    writes = fo.parse_log(LOG).writes
+    m = fo.measure(writes, fault_ms=1150)
+    assert (m.first_fail, m.first_ok, m.last_fail, m.failed) == (0.05, 0.45, 0.55, 3)
+    assert m.outage == 0.45
+    calm = fo.measure(writes[:2], fault_ms=900)
+    assert (calm.outage, calm.failed) == (0.0, 0)
+    never = fo.measure(writes[:4], fault_ms=1150)
+    assert never.outage is None and never.failed == 2
+
+
+def test_client_pod_avoids_the_failing_machine_and_reads_the_secret_by_group() -> None:
+    target = fo.TARGETS["redis"]
+    pod = fo.client_pod(
+        target,
+        "img",
+        name="c",
+        prefix="c",
+        duration=30,
+        max_writes=100,
+        pause=0.05,
+        avoid_nodes=("worker-1",),
+    )
+    spec: dict[str, Any] = pod["spec"]
+    expr = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ][0]["matchExpressions"][0]
+    assert expr == {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["worker-1"]}
+    assert spec["securityContext"]["fsGroup"] == FS_GROUP
+    assert spec["restartPolicy"] == "Never"
+    env = {e["name"]: e["value"] for e in spec["containers"][0]["env"]}
+    assert env["TARGET"] == "redis.redis.svc" and env["PAUSE"] == "0.05"
+    script = spec["containers"][0]["command"][2]
+    # acknowledged only when WAIT says a replica has the write
+    assert "WAIT 1 1000" in script and '"${2:-0}" -ge 1' in script
+    pg = fo.client_pod(
+        fo.TARGETS["postgresql"], "img", name="c", prefix="c", duration=1, max_writes=1, pause=0
+    )
+    assert "synchronous_commit = on" in pg["spec"]["containers"][0]["command"][2]
+    assert "affinity" not in pg["spec"]
+
+
+def pod(name: str, node: str, ip: str = "", labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": "ns", "labels": labels or {}},
+        "spec": {"nodeName": node},
+        "status": {"podIP": ip},
+    }
+
+
+def test_primary_lookups() -> None:
+    api = FakeKubeAPI()
+    sentinel = {"app.kubernetes.io/component": "sentinel"}
+    api.put(pod("redis-sentinel-0", "worker-0", labels=sentinel))
+    api.put(pod("redis-1", "worker-2"))
+    answers = {"redis-sentinel-0": "redis-1.redis-headless.ns.svc\n6379\n"}
+    assert fo.redis_primary(api, answers.__getitem__, "ns") == fo.Primary("redis-1", "worker-2")
+    with pytest.raises(OperationError, match="no Sentinel named a primary"):
+        fo.redis_primary(api, lambda p: "", "ns")
+
+    db = {"app.kubernetes.io/component": "database"}
+    api.put(pod("postgresql-0", "worker-0", "10.0.0.1", {**db, "role": "master"}))
+    api.put(pod("postgresql-1", "worker-1", "10.0.0.2", {**db, "role": "replica"}))
+    with pytest.raises(OperationError, match="no leader"):
+        fo.postgresql_primary(api, "ns")
+    api.put(
+        {
+            "kind": "Endpoints",
+            "apiVersion": "v1",
+            "metadata": {"name": "postgresql", "namespace": "ns"},
+            "subsets": [{"addresses": [{"ip": "10.0.0.1"}]}],
+        }
+    )
+    assert fo.postgresql_primary(api, "ns") == fo.Primary("postgresql-0", "worker-0")
