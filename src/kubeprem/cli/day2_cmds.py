@@ -16,6 +16,7 @@ from rich.table import Table
 from kubeprem.cli.common import add_site_arg, console, console_err, site_from
 from kubeprem.errors import InputError
 from kubeprem.pki.store import ensure_pki
+from kubeprem.site.load import LoadedSite
 from kubeprem.workflows import apply as wf
 from kubeprem.workflows import backup as bk
 from kubeprem.workflows import certs as ce
@@ -27,6 +28,7 @@ from kubeprem.workflows import restore as rs
 from kubeprem.workflows import upgrade as up
 from kubeprem.workflows import verify as vf
 from kubeprem.workflows.hosts import connected
+from kubeprem.workflows.security_verify import security_results
 
 _T0 = time.monotonic()
 
@@ -98,6 +100,12 @@ def register(sub: Any) -> None:
     )
     add_site_arg(p)
     p.add_argument("--chaos", action="store_true")
+    p.add_argument(
+        "--security",
+        action="store_true",
+        help="check file modes, API server, kubelet and etcd flags, and the firewall on "
+        "every machine (exit 1 when an item fails)",
+    )
     p.add_argument(
         "--scenario",
         action="append",
@@ -216,6 +224,8 @@ async def cmd_encryption_rotate(args: argparse.Namespace) -> int:
 
 async def cmd_verify(args: argparse.Namespace) -> int:
     loaded = site_from(args)
+    if args.security:
+        return await _verify_security(loaded, as_json=args.json)
     if not args.chaos:
         async with connected(loaded) as transports:
             report = await vf.health(loaded, transports)
@@ -253,6 +263,29 @@ async def cmd_verify(args: argparse.Namespace) -> int:
             )
         console.print(table)
     return 0 if run.passed else 1
+
+
+async def _verify_security(loaded: LoadedSite, *, as_json: bool) -> int:
+    async with connected(loaded) as transports:
+        results = await security_results(loaded, transports)
+    if as_json:
+        sys.stdout.write(json.dumps([r.to_dict() for r in results], indent=2) + "\n")
+    else:
+        table = Table(title=f"security of '{escape(loaded.site.cluster.name)}'")
+        for col in ("machine", "check", "status", "CIS", "detail"):
+            table.add_column(col)
+        style = {"pass": "green", "fail": "red", "unknown": "red", "exception": "yellow"}
+        for r in results:
+            color = style.get(r.status, "white")
+            table.add_row(
+                r.machine,
+                escape(r.check.id),
+                f"[{color}]{r.status}[/]",
+                escape(r.check.cis or ""),
+                escape(r.detail),
+            )
+        console.print(table)
+    return 1 if any(r.failed for r in results) else 0
 
 
 def cmd_upgrade_plan(args: argparse.Namespace) -> int:
