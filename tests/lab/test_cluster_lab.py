@@ -288,3 +288,25 @@ def test_systemd_accepts_every_rendered_unit(cluster: Cluster) -> None:
         out = cluster.ssh(machine, "systemd-analyze", "verify", "--man=no", *paths)
         assert out.returncode == 0, (machine, out.stdout, out.stderr)
         assert out.stderr.strip() == "", (machine, out.stderr)
+
+
+def test_verify_security_passes_then_names_a_loosened_key(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["verify", str(cluster.path), "--security", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert {r["status"] for r in results} <= {"pass", "exception"}
+    # the only exception in the lab: kernel defaults belong to the host
+    assert {r["id"] for r in results if r["status"] == "exception"} <= {
+        "kubelet.protect-kernel-defaults"
+    }
+    key = "/etc/kubernetes/pki/apiserver.key"
+    assert cluster.ssh("controller-1", "chmod", "0644", key).returncode == 0
+    try:
+        assert main(["verify", str(cluster.path), "--security", "--json"]) == 1
+        failed = [r for r in json.loads(capsys.readouterr().out) if r["status"] == "fail"]
+        assert [(r["machine"], r["id"]) for r in failed] == [("controller-1", "files.keys")]
+        assert key in failed[0]["detail"]
+    finally:
+        cluster.ssh("controller-1", "chmod", "0600", key)
