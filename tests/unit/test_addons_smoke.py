@@ -68,9 +68,11 @@ def test_body() -> None:
     assert smoke.body("garbage") == ""
 
 
-def fake_cluster(pages: dict[str, str]) -> FakeTransport:
-    """kubectl get -> PODS; kubectl exec ... HOST PORT -> the page of HOST."""
+def fake_cluster(pages: dict[str, str], unresolved: int = 0) -> FakeTransport:
+    """kubectl get -> PODS; kubectl exec ... HOST PORT -> the page of HOST;
+    names (not addresses) fail to resolve the first ``unresolved`` times."""
     fake = FakeTransport("controller-0")
+    misses = [unresolved]
 
     def answer(
         f: FakeTransport, argv: tuple[str, ...], stdin: bytes | None
@@ -78,6 +80,9 @@ def fake_cluster(pages: dict[str, str]) -> FakeTransport:
         if argv[3] == "get":
             return 0, json.dumps(PODS), ""
         host = argv[-2]
+        if not host[0].isdigit() and misses[0] > 0:
+            misses[0] -= 1
+            return 1, "", "nc: bad address"
         if host not in pages:
             return 1, "", "nc: bad address"
         return 0, f"HTTP/1.0 200 OK\r\n\r\n{pages[host]}\n", ""
@@ -108,7 +113,18 @@ def test_check_fails_when_the_name_does_not_resolve(example_site: Site) -> None:
     with pytest.raises(
         OperationError, match=re.escape("could not fetch http://smoke.kubeprem-smoke")
     ):
-        asyncio.run(smoke.smoke_check(fake, example_site))
+        asyncio.run(smoke.smoke_check(fake, example_site, settle=0))
+
+
+def test_check_tries_again_while_the_service_settles(example_site: Site) -> None:
+    fake = fake_cluster(
+        {"10.200.1.3": "smoke-b", "smoke.kubeprem-smoke.svc.cluster.local": "smoke-a"},
+        unresolved=2,
+    )
+    evidence = asyncio.run(smoke.smoke_check(fake, example_site, settle=30))
+    assert evidence.endswith("answered by smoke-a")
+    lookups = [c for c in fake.commands() if c[-2].startswith("smoke.")]
+    assert len(lookups) == 3
 
 
 def test_check_fails_on_a_wrong_page(example_site: Site) -> None:

@@ -17,6 +17,8 @@ IP: the CNI routes between workers) and of the Service by its DNS name
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 
 from kubeprem.addons.kubectl import Obj, apply_objects, get_json, rollout
@@ -31,6 +33,8 @@ NAMESPACE = "kubeprem-smoke"
 NAME = "smoke"
 PORT = 8080
 RUN_AS = 65534
+# seconds a fetch is retried before the check fails (see _fetch)
+SETTLE = 60.0
 # busybox has no /bin/sh link; every applet is called through /bin/busybox
 SERVE = f"/bin/busybox hostname > /www/index.html && exec /bin/busybox httpd -f -p {PORT} -h /www"
 # $1 host, $2 port: values are arguments, never part of the script
@@ -125,35 +129,47 @@ def body(response: str) -> str:
     return rest.strip()
 
 
-async def _fetch(t: Transport, client: SmokePod, host: str, port: int) -> str:
-    r = await t.run(
-        gates.kubectl(
-            "exec",
-            "-n",
-            NAMESPACE,
-            client.name,
-            "--",
-            "/bin/busybox",
-            "sh",
-            "-c",
-            FETCH,
-            "smoke-check",
-            host,
-            str(port),
-        ),
-        step=f"fetch http://{host}:{port}/ from {client.name}",
-        check=False,
-        timeout=40,
-    )
-    if not r.ok or not r.stdout.startswith("HTTP/1."):
-        raise OperationError(
-            f"smoke: pod {client.name} on {client.node} could not fetch http://{host}:{port}/ "
-            f"(status {r.status}): {(r.stderr or r.stdout).strip()[-200:] or '(no answer)'}"
+async def _fetch(
+    t: Transport, client: SmokePod, host: str, port: int, settle: float = SETTLE
+) -> str:
+    """The page at ``host:port`` fetched from inside ``client``. Tried again
+    every 2 s for up to ``settle`` seconds: right after kubelets, kube-proxies
+    or the DNS pods restart, a Service can lack ready endpoints for a few
+    seconds; a cluster that still fails after that fails the check."""
+    deadline = time.monotonic() + settle
+    while True:
+        r = await t.run(
+            gates.kubectl(
+                "exec",
+                "-n",
+                NAMESPACE,
+                client.name,
+                "--",
+                "/bin/busybox",
+                "sh",
+                "-c",
+                FETCH,
+                "smoke-check",
+                host,
+                str(port),
+            ),
+            step=f"fetch http://{host}:{port}/ from {client.name}",
+            check=False,
+            timeout=40,
         )
-    return body(r.stdout)
+        if r.ok and r.stdout.startswith("HTTP/1."):
+            return body(r.stdout)
+        if time.monotonic() >= deadline:
+            waited = f" (tried for {settle:.0f} s)" if settle > 0 else ""
+            raise OperationError(
+                f"smoke: pod {client.name} on {client.node} could not fetch "
+                f"http://{host}:{port}/{waited} (status {r.status}): "
+                f"{(r.stderr or r.stdout).strip()[-200:] or '(no answer)'}"
+            )
+        await asyncio.sleep(2)
 
 
-async def smoke_check(t: Transport, site: Site) -> str:
+async def smoke_check(t: Transport, site: Site, settle: float = SETTLE) -> str:
     """From one smoke pod, fetch a pod on a different node and the Service by
     its DNS name; creates nothing. Returns the evidence, raises on failure."""
     pods = parse_pods(
@@ -171,7 +187,7 @@ async def smoke_check(t: Transport, site: Site) -> str:
     names = {p.name for p in pods}
     evidence = []
     if other is not None:
-        got = await _fetch(t, client, other.ip, PORT)
+        got = await _fetch(t, client, other.ip, PORT, settle)
         if got != other.name:
             raise OperationError(
                 f"smoke: {client.name} ({client.node}) fetched {other.ip}:{PORT} but got "
@@ -181,7 +197,7 @@ async def smoke_check(t: Transport, site: Site) -> str:
     elif len(site.workers) > 1:
         raise OperationError(f"smoke: the ready smoke pods all run on {client.node}")
     dns_name = f"{NAME}.{NAMESPACE}.svc.{site.cluster.domain}"
-    got = await _fetch(t, client, dns_name, 80)
+    got = await _fetch(t, client, dns_name, 80, settle)
     if got not in names:
         raise OperationError(
             f"smoke: {client.name} fetched http://{dns_name}/ but got {got[:80]!r}, "
