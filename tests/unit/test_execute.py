@@ -136,6 +136,29 @@ def test_order_within_a_host_files_reload_enable_restart() -> None:
     asyncio.run(go())
 
 
+def test_a_reloadable_service_is_reloaded_not_restarted() -> None:
+    def lb(config: str) -> list[Rendered]:
+        return [
+            Rendered(
+                "haproxy",
+                (File.text(HAPROXY_CFG, config),),
+                ("haproxy.service",),
+                reloads=("haproxy.service",),
+            )
+        ]
+
+    async def go() -> None:
+        fakes = {"c1": bare("c1")}
+        await apply(fakes, await make_plan(fakes, {"c1": lb("global\n")}))
+        summary = await apply(fakes, await make_plan(fakes, {"c1": lb("global\n# new\n")}))
+        assert summary.hosts["c1"].services_reloaded == ("haproxy.service",)
+        assert summary.hosts["c1"].services_restarted == ()
+        svc = fakes["c1"].services["haproxy.service"]
+        assert (svc.reloads, svc.restarts, svc.starts) == (1, 0, 1)
+
+    asyncio.run(go())
+
+
 def test_mode_only_change_is_a_chmod_and_restarts_nothing() -> None:
     async def go() -> None:
         fakes = {"c1": bare("c1")}

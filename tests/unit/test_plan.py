@@ -19,6 +19,7 @@ from kubeprem.plan.model import (
     DaemonReload,
     EnableService,
     Plan,
+    ReloadService,
     RestartService,
     RunCommand,
     StartService,
@@ -42,7 +43,14 @@ def rendered_from(case: dict[str, Any]) -> list[Rendered]:
             )
             for f in comp["files"]
         )
-        out.append(Rendered(comp["component"], files, tuple(comp["services"])))
+        out.append(
+            Rendered(
+                comp["component"],
+                files,
+                tuple(comp["services"]),
+                reloads=tuple(comp.get("reloads", ())),
+            )
+        )
     return out
 
 
@@ -75,8 +83,8 @@ def compact(change: Change) -> str:
         return f"write-file {change.path} {change.why}"
     if isinstance(change, DaemonReload):
         return "daemon-reload " + " ".join(change.units)
-    if isinstance(change, RestartService):
-        return f"restart-service {change.service} " + " ".join(change.because)
+    if isinstance(change, RestartService | ReloadService):
+        return f"{change.action} {change.service} " + " ".join(change.because)
     if isinstance(change, EnableService | StartService):
         return f"{change.action} {change.service}"
     return change.describe()

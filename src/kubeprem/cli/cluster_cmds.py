@@ -182,11 +182,15 @@ async def cmd_apply(args: argparse.Namespace) -> int:
     restarted = sorted(
         {s for summ in report.summaries for r in summ.hosts.values() for s in r.services_restarted}
     )
+    reloaded = sorted(
+        {s for summ in report.summaries for r in summ.hosts.values() for s in r.services_reloaded}
+    )
     if report.changes == 0:
         console.print(f"[green]converged[/]: nothing changed, nothing restarted ({total:.1f} s)")
     else:
+        also = f"; reloaded: {', '.join(reloaded)}" if reloaded else ""
         console.print(
-            f"[green]done[/]: {report.changes} changes in {total:.1f} s; restarted: {', '.join(restarted) or 'nothing'}"
+            f"[green]done[/]: {report.changes} changes in {total:.1f} s; restarted: {', '.join(restarted) or 'nothing'}{also}"
         )
     console.print(
         f"use it: export KUBECONFIG={escape(str(st.admin_kubeconfig(loaded)))}; kubectl get nodes"

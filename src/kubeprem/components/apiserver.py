@@ -11,7 +11,7 @@ resolve on an on-premises network (see LAB-NOTES.md).
 
 from __future__ import annotations
 
-from kubeprem.components import audit, etcd, paths
+from kubeprem.components import audit, etcd, haproxy, paths
 from kubeprem.components.base import File, HostContext, Rendered
 from kubeprem.components.systemd import flags, unit
 from kubeprem.components.versions import features
@@ -27,6 +27,18 @@ FRONT_PROXY_CLIENT_CN = "front-proxy-client"
 def service_account_issuer(site: Site) -> str:
     """Issuer (and audience) of service-account tokens, kubeadm's choice."""
     return f"https://kubernetes.default.svc.{site.cluster.domain}"
+
+
+# seconds added to HAProxy's drain time, for the check's own timeout
+DRAIN_MARGIN = 2
+
+
+def shutdown_delay(site: Site) -> str | None:
+    """--shutdown-delay-duration: HAProxy's drain time and a margin when the
+    API is behind HAProxy (machines with the ``lb`` role), otherwise none."""
+    if not any(m.has("lb") for m in site.machines):
+        return None
+    return f"{haproxy.Timeouts().drain_seconds() + DRAIN_MARGIN}s"
 
 
 def argv(ctx: HostContext) -> list[str]:
@@ -80,6 +92,10 @@ def argv(ctx: HostContext) -> list[str]:
         # cluster
         "service-cluster-ip-range": str(site.network.service_cidr),
         "event-ttl": "1h",
+        # on stop, /readyz turns red at once while requests are still
+        # served, until HAProxy has taken this server out of the pool: a
+        # restart (new certificate, new flags) then costs clients nothing
+        "shutdown-delay-duration": shutdown_delay(site),
         **audit.apiserver_flags(site),
     }
     return [f"{paths.BIN_DIR}/kube-apiserver", *flags(pairs)]

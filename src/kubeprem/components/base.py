@@ -41,12 +41,18 @@ class Rendered:
     any of ``files`` changes, or any file of another component named in
     ``reads`` (a certificate, a binary) changes. Files without a service
     (CNI configuration) restart nothing.
+
+    ``reloads``: those of ``services`` that take changed files with
+    ``systemctl reload`` and no downtime (HAProxy's seamless reload), so
+    they are reloaded instead; a change of their own unit file still
+    restarts them.
     """
 
     component: str
     files: tuple[File, ...]
     services: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
+    reloads: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

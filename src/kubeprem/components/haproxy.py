@@ -58,6 +58,13 @@ class Timeouts:
     fall: int = 3
     rise: int = 2
 
+    def drain_seconds(self) -> int:
+        """Seconds from an API server's /readyz turning red until HAProxy
+        has stopped sending it new connections: ``fall`` failed checks, plus
+        one interval for a check already under way."""
+        interval = int(self.check_interval.removesuffix("s"))
+        return interval * (self.fall + 1)
+
 
 def config(site: Site, timeouts: Timeouts = Timeouts()) -> str:
     t = timeouts
@@ -143,4 +150,8 @@ def render(ctx: HostContext) -> Rendered:
         component="haproxy",
         files=(File.text(paths.HAPROXY_CFG, config(ctx.site)), File.text(path, text)),
         services=(SERVICE,),
+        # a new configuration or health-check certificate: the master starts
+        # new workers and the old ones finish their connections, so the VIP
+        # never refuses a connection (a restart would, for about a second)
+        reloads=(SERVICE,),
     )

@@ -29,6 +29,7 @@ from kubeprem.plan.model import (
     HostPlan,
     Noop,
     Plan,
+    ReloadService,
     RestartService,
     StartService,
     WriteFile,
@@ -121,6 +122,7 @@ def diff_host(host: str, rendered: Sequence[Rendered], facts: HostFacts) -> Host
     # A service's restart trigger is the union of the files of every Rendered
     # that lists it, so a unit shared by two components restarts for either.
     triggers: dict[str, list[str]] = {}
+    reloadable = {s for r in rendered for s in r.reloads}
     for r in rendered:
         changed = [f.path for f in r.files if f.path in written]
         changed += [p for p in r.reads if p in written and p not in changed]
@@ -138,6 +140,8 @@ def diff_host(host: str, rendered: Sequence[Rendered], facts: HostFacts) -> Host
             changes.append(EnableService(service, state.enabled))
         if state.active not in RUNNING:
             changes.append(StartService(service, state.active))
+        elif because and service in reloadable and not any(map(is_unit_path, because)):
+            changes.append(ReloadService(service, tuple(because)))
         elif because:
             changes.append(RestartService(service, tuple(because)))
         else:

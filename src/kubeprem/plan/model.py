@@ -149,6 +149,24 @@ class RestartService:
 
 
 @dataclass(frozen=True)
+class ReloadService:
+    """``systemctl reload``: the service reads its changed files again
+    without stopping (see ``Rendered.reloads``)."""
+
+    service: str
+    because: tuple[str, ...]  # its files that change
+    action: str = field(default="reload-service", init=False)
+    rank: Rank = field(default=Rank.SERVICES, init=False)
+
+    def describe(self) -> str:
+        shown = ", ".join(self.because[:3]) + (" ..." if len(self.because) > 3 else "")
+        return f"reload {self.service} ({shown} changed)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "service": self.service, "because": list(self.because)}
+
+
+@dataclass(frozen=True)
 class RunCommand:
     """A later phase's change that is one command on the host (a route, say)."""
 
@@ -164,7 +182,15 @@ class RunCommand:
         return {"action": self.action, "summary": self.summary, "argv": list(self.argv)}
 
 
-Change = WriteFile | DaemonReload | EnableService | StartService | RestartService | RunCommand
+Change = (
+    WriteFile
+    | DaemonReload
+    | EnableService
+    | StartService
+    | RestartService
+    | ReloadService
+    | RunCommand
+)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from kubeprem.plan.model import (
     EnableService,
     HostPlan,
     Plan,
+    ReloadService,
     RestartService,
     RunCommand,
     StartService,
@@ -34,6 +35,7 @@ _COUNT_WORDS = {
     "enable-service": "enable",
     "start-service": "start",
     "restart-service": "restart",
+    "reload-service": "reload",
     "run-command": "command",
 }
 
@@ -97,7 +99,9 @@ def change_line(change: Change) -> Text:
             f"{_SIGN[change.why]} {change.describe()}",
             style="green" if change.why == "create" else "yellow",
         )
-    if isinstance(change, DaemonReload | EnableService | StartService | RestartService):
+    if isinstance(
+        change, DaemonReload | EnableService | StartService | RestartService | ReloadService
+    ):
         return Text(f"> {change.describe()}", style="magenta")
     if isinstance(change, RunCommand):
         return Text(f"$ {change.describe()}", style="blue")

@@ -9,7 +9,7 @@ It understands exactly the commands kubeprem sends:
 - the facts script (``sh -c SCRIPT kubeprem-facts MODE PATH... -- UNIT...``)
   and the preview script (``sh -c SCRIPT kubeprem-read LIMIT PATH...``),
   answered from the in-memory state in the scripts' output format;
-- ``systemctl daemon-reload | enable UNIT... | start UNIT | restart UNIT``;
+- ``systemctl daemon-reload | enable UNIT... | start UNIT | restart UNIT | reload UNIT``;
 - ``chmod MODE PATH``.
 
 Anything else exits 127, unless a test teaches it with ``handle``. A test
@@ -52,6 +52,7 @@ class FakeService:
     installed: bool = False
     starts: int = 0
     restarts: int = 0
+    reloads: int = 0
 
 
 @dataclass(frozen=True)
@@ -265,6 +266,13 @@ class FakeTransport:
                 if verb == "restart":
                     svc.restarts += 1
                 svc.active = "active"
+            return 0, "", ""
+        if verb == "reload":
+            for unit in units:
+                svc = self._service(unit)
+                if svc.active != "active":
+                    return 1, "", f"Job for {unit} failed: the unit is not active."
+                svc.reloads += 1
             return 0, "", ""
         return 1, "", f"Unknown command verb {verb} (fake)"
 

@@ -39,6 +39,7 @@ from kubeprem.plan.model import (
     EnableService,
     HostPlan,
     Plan,
+    ReloadService,
     RestartService,
     StartService,
     WriteFile,
@@ -210,7 +211,7 @@ def phase_plan(plan: Plan, desired: Mapping[str, list[Rendered]], phase: Phase) 
                 if c.content_changes and is_unit_path(c.path):
                     units.append(c.path)
             elif (
-                isinstance(c, EnableService | StartService | RestartService)
+                isinstance(c, EnableService | StartService | RestartService | ReloadService)
                 and c.service in services
             ):
                 changes.append(c)

@@ -34,6 +34,7 @@ from kubeprem.plan.model import (
     EnableService,
     HostPlan,
     Plan,
+    ReloadService,
     RestartService,
     RunCommand,
     StartService,
@@ -79,6 +80,7 @@ class HostResult:
     services_enabled: tuple[str, ...] = ()
     services_started: tuple[str, ...] = ()
     services_restarted: tuple[str, ...] = ()
+    services_reloaded: tuple[str, ...] = ()
     commands_run: tuple[str, ...] = ()
     daemon_reloaded: bool = False
     changes_done: int = 0
@@ -97,6 +99,7 @@ class HostResult:
             "services_enabled": list(self.services_enabled),
             "services_started": list(self.services_started),
             "services_restarted": list(self.services_restarted),
+            "services_reloaded": list(self.services_reloaded),
             "commands_run": list(self.commands_run),
             "daemon_reloaded": self.daemon_reloaded,
             "changes": f"{self.changes_done}/{self.changes_planned}",
@@ -174,7 +177,16 @@ class _HostRun:
         self.progress = progress
         self.done = 0
         self.tally: dict[str, list[str]] = {
-            k: [] for k in ("written", "chmodded", "enabled", "started", "restarted", "commands")
+            k: []
+            for k in (
+                "written",
+                "chmodded",
+                "enabled",
+                "started",
+                "restarted",
+                "reloaded",
+                "commands",
+            )
         }
         self.reloaded = False
 
@@ -202,6 +214,9 @@ class _HostRun:
         elif isinstance(change, RestartService):
             await self.t.run(["systemctl", "restart", change.service], step=step)
             self.tally["restarted"].append(change.service)
+        elif isinstance(change, ReloadService):
+            await self.t.run(["systemctl", "reload", change.service], step=step)
+            self.tally["reloaded"].append(change.service)
         elif isinstance(change, RunCommand):
             await self.t.run(list(change.argv), step=step)
             self.tally["commands"].append(change.summary)
@@ -247,6 +262,7 @@ class _HostRun:
             services_enabled=tuple(t["enabled"]),
             services_started=tuple(t["started"]),
             services_restarted=tuple(t["restarted"]),
+            services_reloaded=tuple(t["reloaded"]),
             commands_run=tuple(t["commands"]),
             daemon_reloaded=self.reloaded,
             changes_done=self.done,
