@@ -221,6 +221,42 @@ def phase_plan(plan: Plan, desired: Mapping[str, list[Rendered]], phase: Phase) 
     return Plan(hosts)
 
 
+# Phases whose services carry the cluster's availability: restarting them on
+# every machine at once would take etcd's quorum, the API or the VIP away.
+ROLLED = frozenset({"etcd", "control-plane", "load-balancer"})
+
+
+def batches(part: Plan, *, rolled: bool) -> list[tuple[Plan, str | None]]:
+    """How a phase's plan is executed: all hosts at once, unless the phase
+    is ``rolled`` and more than one host restarts a service. Then the hosts
+    that restart nothing (new files, first starts, reloads) go first
+    together, and each host that restarts follows alone, in machine order,
+    so the caller can check it before the next. Each batch comes with the
+    name of the host it rolls, or None."""
+    restarting = [
+        h for h, hp in part.hosts.items() if any(isinstance(c, RestartService) for c in hp.changes)
+    ]
+    if not rolled or len(restarting) < 2:
+        return [(part, None)]
+    rest = {h: hp for h, hp in part.hosts.items() if h not in restarting and hp.changes}
+    out: list[tuple[Plan, str | None]] = [(Plan(rest), None)] if rest else []
+    return out + [(Plan({h: part.hosts[h]}), h) for h in restarting]
+
+
+async def _host_gate(
+    phase: Phase, site: Site, host: str, transports: Mapping[str, Transport]
+) -> None:
+    """After one machine of a rolled phase restarted: it is healthy again
+    before the next one goes down."""
+    if phase.name == "etcd":
+        await gates.etcd_healthy(transports[host])
+    elif phase.name == "control-plane":
+        await gates.apiserver_ready(transports[host], site)
+    elif phase.name == "load-balancer":
+        others = [m.name for m in site.controllers if m.name != host]
+        await gates.vip_ready(transports[others[0] if others else host])
+
+
 # -- apply -----------------------------------------------------------------------
 
 
@@ -256,8 +292,14 @@ async def apply(
         if phase.components:
             part = phase_plan(cplan.hosts, cplan.desired, phase)
             if not part.empty:
-                summary = await execute(part, transports, progress=progress)
-                report.summaries.append(summary)
+                steps = batches(part, rolled=phase.name in ROLLED)
+                for batch, rolling in steps:
+                    if rolling is not None:
+                        say(f"  {rolling}: restarts alone, checked before the next machine")
+                    summary = await execute(batch, transports, progress=progress)
+                    report.summaries.append(summary)
+                    if rolling is not None:
+                        await _host_gate(phase, site, rolling, transports)
                 changes = part.total()
         elif phase.name == "cluster-objects":
             changes, detail = await cluster_objects(site, transports[first_cp])
