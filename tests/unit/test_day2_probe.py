@@ -61,6 +61,10 @@ class FakeApi(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         name = self.path.rsplit("/", 1)[-1]
         self._send(200, {"data": {"seq": self.store.get(name, "")}})
+        if self.protocol_version == "HTTP/1.1":
+            # kept alive by the headers, then closed without a word, as an
+            # API server shutting down closes its idle connections
+            self.close_connection = True
 
 
 @pytest.fixture
@@ -113,3 +117,13 @@ def test_probe_writes_reads_and_records_a_failure_span(api: chaos.ProbeTarget) -
     assert samples[0].ok and samples[-1].ok
     assert any("HTTP 500" in s.error for s in samples if not s.ok)
     assert int(FakeApi.store[chaos.PROBE_NAME]) == len(samples)
+
+
+def test_a_kept_alive_connection_the_server_closed_is_retried_once(
+    api: chaos.ProbeTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FakeApi, "protocol_version", "HTTP/1.1")
+    probe = chaos.Probe(api, interval=0.02, timeout=1.0)
+    probe.once(1)
+    probe.once(2)  # its first request meets the closed connection
+    assert FakeApi.store[chaos.PROBE_NAME] == "2"

@@ -137,14 +137,32 @@ class Probe:
         return time.monotonic() - self.t0
 
     def _request(self, method: str, path: str, body: bytes | None, ctype: str) -> tuple[int, bytes]:
-        if self._conn is None:
-            self._conn = http.client.HTTPSConnection(
-                self.target.host, self.target.port, context=self._ctx, timeout=self.timeout
-            )
+        """One request on the kept-alive connection. When a server closed
+        that connection while it was idle (an API server shutting down
+        gracefully does), the request is sent once more on a new one, as
+        HTTP clients do; a new connection that fails is a failure."""
         headers = {"Content-Type": ctype, "Accept": "application/json"}
-        self._conn.request(method, path, body=body, headers=headers)
-        resp = self._conn.getresponse()
-        return resp.status, resp.read()
+        while True:
+            fresh = self._conn is None
+            if self._conn is None:
+                self._conn = http.client.HTTPSConnection(
+                    self.target.host, self.target.port, context=self._ctx, timeout=self.timeout
+                )
+            try:
+                self._conn.request(method, path, body=body, headers=headers)
+                resp = self._conn.getresponse()
+                return resp.status, resp.read()
+            except (
+                http.client.RemoteDisconnected,
+                BrokenPipeError,
+                ConnectionResetError,
+                ssl.SSLEOFError,
+                ssl.SSLZeroReturnError,
+            ):
+                self._conn.close()
+                self._conn = None
+                if fresh:
+                    raise
 
     def _path(self) -> str:
         return f"/api/v1/namespaces/{PROBE_NAMESPACE}/configmaps/{self.name}"
