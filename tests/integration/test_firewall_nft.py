@@ -205,7 +205,15 @@ def test_rules_let_controllers_in_and_keep_workers_out(lab: Lab, tmp_path: Path)
         assert normalise(listing) == (LISTINGS / f"{name}.txt").read_text()
 
     c0, w1 = addr["controller-0"], addr["worker-1"]
-    lab.listen("controller-0", f"{c0}:2379", f"{c0}:2380", f"{c0}:6443", f"{c0}:22", f"{c0}:9999")
+    lab.listen(
+        "controller-0",
+        f"{c0}:2379",
+        f"{c0}:2380",
+        f"{c0}:2381",
+        f"{c0}:6443",
+        f"{c0}:22",
+        f"{c0}:9999",
+    )
     lab.listen("worker-1", f"{w1}:10250", f"{w1}:22", f"{w1}:9100")
 
     before = counter(lab, "controller-0", firewall.INPUT_COUNTER)
@@ -214,6 +222,9 @@ def test_rules_let_controllers_in_and_keep_workers_out(lab: Lab, tmp_path: Path)
     assert lab.connect("controller-1", c0, 2380) == "open"
     assert lab.connect("worker-0", c0, 2379) == "timeout"
     assert lab.connect("worker-0", c0, 2380) == "timeout"
+    # etcd's metrics listener: open to the node subnet (Prometheus in a pod
+    # arrives from its worker's address), the key-value port above is not
+    assert lab.connect("worker-0", c0, 2381) == "open"
     # the API and SSH from the node subnet
     assert lab.connect("worker-0", c0, 6443) == "open"
     assert lab.connect("worker-0", c0, 22) == "open"
@@ -226,7 +237,8 @@ def test_rules_let_controllers_in_and_keep_workers_out(lab: Lab, tmp_path: Path)
     assert lab.connect("controller-0", w1, 10250) == "open"
     assert lab.connect("worker-0", w1, 10250) == "timeout"
     assert lab.connect("worker-0", w1, 22) == "open"
-    assert lab.connect("worker-0", w1, 9100) == "timeout"
+    # node exporter: metrics, open to the node subnet
+    assert lab.connect("worker-0", w1, 9100) == "open"
 
     # ICMP passes
     if shutil.which("ping"):

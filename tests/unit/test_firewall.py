@@ -238,7 +238,8 @@ def test_openings_carry_their_reason_and_reach_only_their_machines() -> None:
         'ip saddr { 192.0.2.0/24 } tcp dport 9100 accept comment "node-exporter, scraped by '
         'the NOC s Prometheus"' in w0
     )
-    assert "9100" not in c0
+    assert "node-exporter, scraped by" not in c0
+    assert "192.0.2.0/24" not in c0
     assert "udp dport 16384-24576" in w1 and "16384" not in w0
 
 
@@ -266,12 +267,50 @@ def test_disabled_only_removes_our_table() -> None:
 
 def test_policy_is_data(example_site: Site) -> None:
     names = [a.name for a in firewall.policy(example_site, example_site.machine("controller-0"))]
-    assert names == ["ssh", "etcd", "kube-apiserver", "api-vip", "vrrp", "cluster"]
+    assert names == [
+        "ssh",
+        "etcd",
+        "etcd-metrics",
+        "kube-apiserver",
+        "api-vip",
+        "vrrp",
+        "metrics",
+        "cluster",
+    ]
     names = [a.name for a in firewall.policy(example_site, example_site.machine("worker-0"))]
-    assert names == ["ssh", "kubelet", "nodeports", "cluster"]
+    assert names == ["ssh", "kubelet", "nodeports", "metrics", "cluster"]
     guarded = firewall.guarded_ports(example_site, example_site.machine("worker-0"))
     assert ("kubelet", "tcp", (10250, 10250)) in guarded
     assert ("nodeports", "udp", (30000, 32767)) in guarded
+    guarded = firewall.guarded_ports(example_site, example_site.machine("controller-0"))
+    assert ("etcd", "tcp", (2379, 2380)) in guarded
+    assert ("etcd-metrics", "tcp", (2381, 2381)) in guarded
+
+
+def test_monitoring_reaches_metrics_but_not_etcd_or_kubelets() -> None:
+    """Prometheus's scrapes arrive from a worker's address (the CNI
+    masquerades pod traffic that leaves its node): etcd's metrics listener
+    and node exporter let the node subnet in, the key-value port and the
+    kubelets do not; only firewall.monitoring_networks widens the kubelets."""
+    site = site_from(without_firewall() + NARROWED)
+    worker = IPv4Network("10.240.0.21/32")
+
+    def allows(machine: str, port: int, source: IPv4Network) -> bool:
+        """The first rule for this TCP port decides (guarded ones drop the rest)."""
+        for a in firewall.policy(site, site.machine(machine)):
+            if "tcp" in a.protocols and any(lo <= port <= hi for lo, hi in a.ports):
+                return any(source.subnet_of(s) for s in a.v4())
+        return False
+
+    assert allows("controller-0", 2381, worker)
+    assert not allows("controller-0", 2379, worker)
+    assert allows("controller-0", 2379, IPv4Network("10.240.0.11/32"))
+    assert allows("worker-0", 9100, worker)
+    assert allows("controller-0", 9100, worker)
+    assert not allows("worker-0", 10250, worker)
+    assert allows("worker-0", 10250, IPv4Network("10.240.0.50/32"))  # monitoring_networks
+    assert allows("controller-0", 2381, IPv4Network("10.240.0.50/32"))
+    assert not allows("controller-0", 2381, IPv4Network("192.0.2.1/32"))
 
 
 def test_rollback_commands() -> None:

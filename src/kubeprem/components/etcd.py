@@ -18,7 +18,13 @@ from kubeprem.site.model import Machine, Site
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
-METRICS_URL = "http://127.0.0.1:2381"  # plain /metrics and /health, loopback only
+# /metrics and /health on a listener of their own, so that monitoring can be
+# let in without opening the key-value port (2379). etcd serves an https
+# metrics URL with the client TLS settings (--cert-file, --key-file,
+# --trusted-ca-file, --client-cert-auth): a client certificate signed by the
+# etcd CA is still required, but this listener answers nothing but metrics
+# and health, so a scraper's certificate grants no access to the data.
+METRICS_PORT = 2381
 SERVICE = "etcd.service"
 
 # Defaults chosen for a LAN: heartbeat 100 ms and election timeout 1 s are
@@ -36,6 +42,10 @@ def client_url(m: Machine) -> str:
 
 def peer_url(m: Machine) -> str:
     return f"https://{m.address}:{PEER_PORT}"
+
+
+def metrics_url(m: Machine) -> str:
+    return f"https://{m.address}:{METRICS_PORT}"
 
 
 def client_urls(site: Site) -> list[str]:
@@ -79,7 +89,7 @@ def argv(ctx: HostContext) -> list[str]:
                 "heartbeat-interval": HEARTBEAT_MS,
                 "election-timeout": ELECTION_TIMEOUT_MS,
                 "snapshot-count": SNAPSHOT_COUNT,
-                "listen-metrics-urls": METRICS_URL,
+                "listen-metrics-urls": metrics_url(m),
                 # 3.4 defaults to the deprecated capnslog; zap is 3.5's default
                 "logger": "zap",
                 # compare the data with the other members before serving

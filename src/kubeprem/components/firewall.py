@@ -41,7 +41,7 @@ from kubeprem.components import cni, etcd
 from kubeprem.components.base import File, HostContext, Rendered
 from kubeprem.components.paths import UNIT_DIR
 from kubeprem.components.systemd import quote_arg
-from kubeprem.site.model import Machine, Site
+from kubeprem.site.model import Machine, Role, Site
 
 COMPONENT = "firewall"
 SERVICE = "kubeprem-firewall.service"
@@ -59,6 +59,18 @@ PREROUTING_PRIORITY = "mangle"
 # kube-apiserver's default --service-node-port-range, which kubeprem keeps.
 NODEPORT_RANGE = (30000, 32767)
 KUBELET_PORT = 10250
+# Metrics endpoints Prometheus scrapes on the machines (docs/monitoring.md),
+# by the role that serves them. Prometheus runs in a pod, and pod traffic to
+# another machine leaves masqueraded to its node's address, so these accept
+# the node subnet as well as the pod CIDR. Not guarded: they serve metrics
+# only, and an opening may add a monitoring system of the site's own.
+# (etcd's metrics listener is guarded: see "etcd-metrics" in ``policy``.)
+NODE_EXPORTER_PORT = 9100  # every machine: DaemonSet on nodes, Debian's service elsewhere
+METRICS_PORTS: dict[Role, tuple[int, ...]] = {
+    "control-plane": (10257, 10259),  # kube-controller-manager, kube-scheduler
+    "worker": (10249,),  # kube-proxy
+    "lb": (8405,),  # HAProxy's Prometheus exporter frontend
+}
 VRRP_PROTOCOL = 112
 # IP protocols by number: nft resolves names through /etc/protocols, which a
 # minimal Debian (no netbase) lacks. 1 icmp, 6 tcp, 17 udp, 58 ipv6-icmp.
@@ -132,6 +144,20 @@ def policy(site: Site, machine: Machine) -> list[Allow]:
                 "etcd clients and peers: the etcd and control-plane machines only",
             )
         )
+    monitoring = (nw.node_cidr, nw.pod_cidr, *fw.monitoring_networks)
+    if machine.has("etcd"):
+        # metrics and health only (a listener of its own, client-certificate
+        # TLS): Prometheus in a pod arrives from its node's address
+        out.append(
+            Allow(
+                "etcd-metrics",
+                ("tcp",),
+                ((etcd.METRICS_PORT, etcd.METRICS_PORT),),
+                monitoring,
+                "etcd metrics (not the key-value port) from the node subnet, pods and "
+                "firewall.monitoring_networks",
+            )
+        )
     api_sources = (nw.node_cidr, nw.pod_cidr, *admin)
     if machine.has("control-plane"):
         port = site.api.apiserver_port
@@ -189,6 +215,17 @@ def policy(site: Site, machine: Machine) -> list[Allow]:
         )
     out.append(
         Allow(
+            "metrics",
+            ("tcp",),
+            tuple((p, p) for p in metrics_ports(machine)),
+            monitoring,
+            "metrics endpoints (node exporter and the machine's components) from the node "
+            "subnet, pods and firewall.monitoring_networks",
+            guarded=False,
+        )
+    )
+    out.append(
+        Allow(
             "cluster",
             (),
             (),
@@ -210,6 +247,15 @@ def policy(site: Site, machine: Machine) -> list[Allow]:
                 )
             )
     return out
+
+
+def metrics_ports(machine: Machine) -> list[int]:
+    """The metrics ports of this machine's roles, sorted."""
+    ports = {NODE_EXPORTER_PORT}
+    for role, numbers in METRICS_PORTS.items():
+        if machine.has(role):
+            ports.update(numbers)
+    return sorted(ports)
 
 
 def nodeport_sources(site: Site) -> tuple[Network, ...]:

@@ -375,6 +375,8 @@ _GOVERNED_BY = {
     "kubelet": "the kubelet is opened by firewall.monitoring_networks; add the sources there",
     "nodeports": "NodePorts are opened by firewall.nodeport_networks; add the sources there",
     "etcd": "etcd is reached only by the etcd and control-plane machines; run clients there",
+    "etcd-metrics": "etcd's metrics port is opened by firewall.monitoring_networks; add the "
+    "sources there",
 }
 
 

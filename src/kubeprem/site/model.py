@@ -225,8 +225,10 @@ class Firewall(_Model):
     The default is anywhere, so that turning the firewall on locks nobody
     out; narrow it to the networks you administer from.
     ``nodeport_networks``: clients of NodePort Services besides the node
-    subnet and the pods. ``monitoring_networks``: may reach the kubelets
-    (port 10250) besides the control-plane machines.
+    subnet and the pods. ``monitoring_networks``: a monitoring system
+    outside the cluster; may reach the kubelets (port 10250) besides the
+    control-plane machines, and etcd's metrics port (2381) and the other
+    metrics ports besides the node subnet and the pods.
     """
 
     enabled: Flag = True
