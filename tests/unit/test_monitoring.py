@@ -62,9 +62,33 @@ def test_every_machine_is_a_target(example_site: Site) -> None:
     for m in example_site.machines:
         assert f"{m.address}:9100" in text
     for m in example_site.etcd_members:
-        assert f"{m.address}:2379" in text
+        assert f"{m.address}:2381" in text  # the metrics listener
+    assert ":2379" not in text  # never the key-value port
     for m in example_site.workers:
         assert f"{m.address}:10250" in text
+
+
+def test_kubelets_are_scraped_through_the_api_server(example_site: Site) -> None:
+    """The firewall keeps workers (so Prometheus's pod) off port 10250: the
+    kubelet and cAdvisor jobs go to the API server's node proxy instead,
+    one target per worker, named by its kubelet's address."""
+    from kubeprem.apps.monitoring.scrape import jobs
+
+    by_name = {j["job_name"]: j for j in jobs(example_site, Values())}
+    for job, path in (("kubelet", "/metrics"), ("cadvisor", "/metrics/cadvisor")):
+        relabel = by_name[job]["relabel_configs"]
+        assert relabel[0] == {"source_labels": ["__address__"], "target_label": "instance"}
+        assert relabel[1]["replacement"] == f"/api/v1/nodes/${{1}}/proxy{path}"
+        assert relabel[1]["source_labels"] == ["node"]
+        assert relabel[-1] == {
+            "target_label": "__address__",
+            "replacement": "kubernetes.default.svc.cluster.local:443",
+        }
+        nodes = [g["labels"]["node"] for g in by_name[job]["static_configs"]]
+        assert nodes == [m.name for m in example_site.workers]
+    role = next(o for o in objects(example_site, Values()) if o["kind"] == "ClusterRole")
+    resources = {r for rule in role["rules"] for r in rule.get("resources", [])}
+    assert "nodes/proxy" in resources
 
 
 def test_loopback_components_only_when_exposed(example_site: Site) -> None:

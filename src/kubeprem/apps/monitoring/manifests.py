@@ -135,9 +135,12 @@ def _rbac(values: Values) -> list[Obj]:
         "metadata": {"name": name, "labels": labels},
         "rules": [
             {
-                # the kubelet's /metrics and /metrics/cadvisor (webhook authorization)
+                # the kubelet's /metrics and /metrics/cadvisor: nodes/proxy for
+                # the API server's node proxy, which Prometheus scrapes them
+                # through; nodes/metrics for a scraper in firewall.monitoring_networks
+                # that asks a kubelet directly (webhook authorization)
                 "apiGroups": [""],
-                "resources": ["nodes/metrics"],
+                "resources": ["nodes/metrics", "nodes/proxy"],
                 "verbs": ["get"],
             },
             {

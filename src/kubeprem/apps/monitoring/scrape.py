@@ -18,6 +18,13 @@ server's endpoint reconciler removes a stopped API server from the
 ``kubernetes`` Service's endpoints within seconds, so an endpoints-discovered
 target would vanish instead of reporting ``up == 0``.
 
+How each target is reached through the node firewall (components.firewall),
+which sees Prometheus's scrapes arrive from its worker's address: etcd on its
+metrics listener (2381, client-certificate TLS; the key-value port 2379
+stays closed to workers), the kubelets and cAdvisor through the API server's
+node proxy (only controllers may reach 10250), everything else on ports the
+firewall opens to the node subnet and the pods.
+
 Jobs for components that listen on loopback today (controller-manager,
 scheduler, kube-proxy, HAProxy's exporter, node exporter on machines that
 are no node) are rendered only when ``Values.exposed`` names them:
@@ -49,6 +56,41 @@ def _token_tls() -> dict[str, Any]:
         "scheme": "https",
         "authorization": {"credentials_file": L.SA_TOKEN},
         "tls_config": {"ca_file": L.SA_CA},
+    }
+
+
+def api_address(site: Site) -> str:
+    """The API through the ``kubernetes`` Service, by a name its certificate holds."""
+    return f"kubernetes.default.svc.{site.cluster.domain}:443"
+
+
+def _via_apiserver(site: Site, job: str, path: str) -> Job:
+    """A kubelet endpoint of every worker through the API server's node proxy
+    (``/api/v1/nodes/<node>/proxy<path>``; RBAC ``nodes/proxy`` get).
+
+    Not directly on port 10250: the node firewall lets only the controllers
+    (and ``firewall.monitoring_networks``) reach the kubelets, and
+    Prometheus's scrapes leave its pod masqueraded to its worker's address.
+    The API servers run on the controllers, reach the kubelets with their own
+    client certificate, and are reached through the ``kubernetes`` Service.
+    Each target stays ``<worker address>:10250`` with its ``node`` label, and
+    keeps that as its ``instance``, so series and alerts name the kubelet.
+    """
+    return {
+        "job_name": job,
+        **_token_tls(),
+        "metrics_path": path,
+        "static_configs": _static(site.workers, L.KUBELET_PORT),
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "instance"},
+            {
+                "source_labels": ["node"],
+                "regex": "(.+)",
+                "target_label": "__metrics_path__",
+                "replacement": f"/api/v1/nodes/${{1}}/proxy{path}",
+            },
+            {"target_label": "__address__", "replacement": api_address(site)},
+        ],
     }
 
 
@@ -88,7 +130,9 @@ def jobs(site: Site, values: Values) -> list[Job]:
                 "cert_file": L.ETCD_CLIENT_CRT,
                 "key_file": L.ETCD_CLIENT_KEY,
             },
-            "static_configs": _static(site.etcd_members, etcd.CLIENT_PORT),
+            # the metrics listener, not the key-value port: the node
+            # firewall lets pods and nodes reach only this one
+            "static_configs": _static(site.etcd_members, etcd.METRICS_PORT),
         },
         {
             "job_name": "kube-apiserver",
@@ -113,20 +157,9 @@ def jobs(site: Site, values: Values) -> list[Job]:
             }
         )
     if workers:
-        # directly on each kubelet, not through the API server's node proxy:
-        # the kubelet checks the token by webhook, RBAC grants nodes/metrics
         out += [
-            {
-                "job_name": "kubelet",
-                **_token_tls(),
-                "static_configs": _static(workers, L.KUBELET_PORT),
-            },
-            {
-                "job_name": "cadvisor",
-                "metrics_path": "/metrics/cadvisor",
-                **_token_tls(),
-                "static_configs": _static(workers, L.KUBELET_PORT),
-            },
+            _via_apiserver(site, "kubelet", "/metrics"),
+            _via_apiserver(site, "cadvisor", "/metrics/cadvisor"),
         ]
     if values.exposes("kube-proxy") and workers:
         out.append(
