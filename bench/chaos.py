@@ -47,6 +47,7 @@ def probed(site: Path, *command: str) -> dict[str, Any]:
         "longest_outage_seconds": round(chaos.longest(spans), 2),
         "failed_seconds": round(chaos.total(spans), 2),
         "failure_spans": [[round(a, 2), round(b, 2)] for a, b in spans],
+        "failures_seen": [f"{s.t:.2f} s: {s.error}" for s in samples if not s.ok][:20],
     }
 
 

@@ -19,12 +19,16 @@ import pytest
 from kubeprem.cli.main import main
 from kubeprem.pki.check import check_pki
 from kubeprem.site import LoadedSite, load_site
+from kubeprem.workflows import chaos
 from kubeprem.workflows.encryption_rotate import PREFIX
 from tests.lab.conftest import require_lab_host, write_lab_site
 
 pytestmark = pytest.mark.lab
 
 ADMIN = "--kubeconfig=/etc/kubernetes/admin.conf"
+# seconds: the longest run of failed probes through the VIP during `certs
+# renew --all` (a probe slower than 1 s counts as failed)
+RENEW_OUTAGE_GOAL = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +117,17 @@ def test_certs_renew_all_reissues_every_leaf_and_the_cluster_stays_healthy(
     from datetime import UTC, datetime
 
     before = {s.id: s.not_after for s in check_pki(cluster, datetime.now(UTC))}
-    assert main(["certs", "renew", str(cluster.path), "--all"]) == 0
+    probe = chaos.Probe(chaos.ProbeTarget.of(cluster))
+    probe.start()
+    try:
+        assert main(["certs", "renew", str(cluster.path), "--all"]) == 0
+    finally:
+        samples = probe.stop()
+    # every etcd member, API server and HAProxy restarts or reloads, one
+    # machine at a time: the API stays reachable through the VIP
+    spans = chaos.outages(samples)
+    failed = [f"{s.t:.1f} s: {s.error}" for s in samples if not s.ok]
+    assert chaos.longest(spans) <= RENEW_OUTAGE_GOAL, failed
     after = {s.id: s.not_after for s in check_pki(cluster, datetime.now(UTC))}
     assert after["ca"] == before["ca"]
     assert after["apiserver"] > before["apiserver"]
