@@ -189,6 +189,52 @@ def test_node_remove_resets_a_worker_and_node_add_brings_it_back(cluster: Loaded
     assert any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
+def test_a_controller_removed_and_added_again_rejoins_etcd_as_a_new_member(
+    cluster: LoadedSite,
+) -> None:
+    """A controller's machine replaced: remove it (etcd member remove, reset),
+    then add it back; its etcd joins the running cluster as a new member."""
+
+    def members() -> dict[str, str]:
+        out = on(
+            cluster,
+            "controller-0",
+            "etcdctl",
+            "--endpoints=https://127.0.0.1:2379",
+            "--cacert=/etc/kubernetes/pki/etcd/ca.crt",
+            "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+            "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key",
+            "member",
+            "list",
+            "-w",
+            "json",
+        )
+        assert out.returncode == 0, out.stderr
+        return {format(m["ID"], "x"): m.get("name", "") for m in json.loads(out.stdout)["members"]}
+
+    before = members()
+    assert sorted(before.values()) == ["controller-0", "controller-1", "controller-2"]
+    assert main(["node", "remove", str(cluster.path), "controller-2", "--yes"]) == 0
+    assert sorted(members().values()) == ["controller-0", "controller-1"]
+    assert main(["node", "add", str(cluster.path), "controller-2", "--yes"]) == 0
+    after = members()
+    assert sorted(after.values()) == ["controller-0", "controller-1", "controller-2"]
+    old_id = next(i for i, n in before.items() if n == "controller-2")
+    new_id = next(i for i, n in after.items() if n == "controller-2")
+    assert new_id != old_id  # a new member, not the old one resurrected
+    unit = on(cluster, "controller-2", "cat", "/etc/systemd/system/etcd.service").stdout
+    assert "--initial-cluster-state=existing" in unit
+    assert main(["verify", str(cluster.path)]) == 0
+    plan = subprocess.run(
+        [str(Path(sys.executable).parent / "kubeprem"), "plan", str(cluster.path), "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert plan.returncode == 0, plan.stderr
+    assert all(not c for c in json.loads(plan.stdout)["hosts"].values()), plan.stdout
+
+
 def test_chaos_scenarios_pass(cluster: LoadedSite, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["verify", str(cluster.path), "--chaos", "--json"])
     results = json.loads(capsys.readouterr().out)

@@ -64,8 +64,54 @@ def test_add_may_change_only_the_machine_and_the_load_balancers(example_site: Si
     nodes.check_add(example_site, "worker-2", ["worker-2", "controller-0"])
     with pytest.raises(OperationError, match="worker-0"):
         nodes.check_add(example_site, "worker-2", ["worker-2", "worker-0"])
-    with pytest.raises(InputError, match="etcd member"):
-        nodes.check_add(example_site, "controller-1", ["controller-1"])
+    # a controller's add changes every machine (firewall, --etcd-servers, peers)
+    nodes.check_add(example_site, "controller-1", ["controller-1", "worker-0", "controller-0"])
+
+
+MEMBERS = {
+    "members": [
+        {"ID": 1, "name": "controller-0", "peerURLs": ["https://10.240.0.10:2380"]},
+        {"ID": 2, "name": "controller-1", "peerURLs": ["https://10.240.0.11:2380"]},
+        # added, never started: etcd lists it without a name
+        {"ID": 3, "peerURLs": ["https://10.240.0.13:2380"]},
+    ]
+}
+
+
+def test_member_state_from_member_list() -> None:
+    listing = json.dumps(MEMBERS)
+    assert nodes.member_state(listing, "controller-1", "https://10.240.0.11:2380") == "started"
+    assert nodes.member_state(listing, "controller-3", "https://10.240.0.13:2380") == "added"
+    assert nodes.member_state(listing, "controller-2", "https://10.240.0.12:2380") == "absent"
+    # the name or the peer URL taken by another member
+    assert nodes.member_state(listing, "controller-1", "https://10.240.0.19:2380") == "conflict"
+    assert nodes.member_state(listing, "controller-9", "https://10.240.0.10:2380") == "conflict"
+
+
+def test_joined_members_are_recorded_atomically_and_read_back(tmp_path: Path) -> None:
+    from kubeprem.site import load_site
+
+    site = tmp_path / "site.yaml"
+    site.write_text(example_text())
+    loaded = load_site(site)
+    assert nodes.joined(loaded) == frozenset()
+    loaded.state_dir.mkdir(parents=True)
+    nodes.record_joined(loaded, "controller-2")
+    nodes.record_joined(loaded, "controller-2")
+    assert nodes.joined(loaded) == {"controller-2"}
+    nodes.joined_path(loaded).write_text("{not json")
+    with pytest.raises(OperationError, match=r"etcd-joined\.json"):
+        nodes.joined(loaded)
+
+
+def test_a_joining_member_starts_with_state_existing(example_site: Site) -> None:
+    from kubeprem.components import etcd
+    from kubeprem.components.base import HostContext, RenderOptions
+
+    m = example_site.machine("controller-2")
+    assert "--initial-cluster-state=new" in etcd.argv(HostContext(example_site, m))
+    joining = HostContext(example_site, m, RenderOptions(etcd_existing=True))
+    assert "--initial-cluster-state=existing" in etcd.argv(joining)
 
 
 def test_removing_the_last_members_is_refused(example_site: Site) -> None:

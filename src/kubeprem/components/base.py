@@ -63,9 +63,16 @@ class RenderOptions:
     systemd-nspawn machines). Enables the few settings such machines need
     and real servers must not get: containerd's restrict_oom_score_adj and
     kube-proxy's conntrack sysctls left alone.
+
+    ``etcd_existing``: the machine's etcd member was added to a running
+    cluster (`kubeprem node add`, recorded in the state folder), so it starts
+    with ``initial-cluster-state=existing``; the members that bootstrapped
+    the cluster keep ``new``. Both are ignored once the data directory
+    holds a member, so neither ever changes after the first start.
     """
 
     in_container: bool = False
+    etcd_existing: bool = False
 
 
 @dataclass(frozen=True)

@@ -80,11 +80,11 @@ def argv(ctx: HostContext) -> list[str]:
                 "peer-cert-file": paths.ETCD_PEER_CRT,
                 "peer-key-file": paths.ETCD_PEER_KEY,
                 # bootstrap: ignored once the data directory holds a member,
-                # so the same flags serve restarts; adding a member to a
-                # running cluster is the node-add workflow's business
+                # so the same flags serve restarts; a member added to a
+                # running cluster (node add: etcdctl member add first) joins
                 "initial-cluster": initial_cluster(site),
                 "initial-cluster-token": site.cluster.name,
-                "initial-cluster-state": "new",
+                "initial-cluster-state": "existing" if ctx.options.etcd_existing else "new",
                 # tuning and operation
                 "heartbeat-interval": HEARTBEAT_MS,
                 "election-timeout": ELECTION_TIMEOUT_MS,

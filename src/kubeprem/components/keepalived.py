@@ -158,4 +158,7 @@ def render(ctx: HostContext) -> Rendered:
             File.text(path, text),
         ),
         services=(SERVICE,),
+        # SIGHUP re-reads the configuration (new peers, a new priority); the
+        # holder keeps the VIP, where a restart would move it
+        reloads=(SERVICE,),
     )

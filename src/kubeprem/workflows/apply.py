@@ -20,7 +20,7 @@ import json
 import posixpath
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from kubeprem.transport.ssh import TEMP_GLOB
 from kubeprem.workflows import gates
 from kubeprem.workflows.desired import desired_state
 from kubeprem.workflows.execute import ApplySummary, Progress, execute
+from kubeprem.workflows.nodes import joined
 
 Say = Callable[[str], None]
 
@@ -140,6 +141,8 @@ async def make_plan(
     requests = {name: wanted(rendered) for name, rendered in first.items()}
     facts = await gather_every_host(transports, requests)
     options = {name: f.render_options() for name, f in facts.items()}
+    for name in joined(loaded) & options.keys():
+        options[name] = replace(options[name], etcd_existing=True)
     desired = desired_state(site, bundle, artifacts, options)
     return ClusterPlan(diff(desired, facts), facts, desired, preflight(site, facts))
 
@@ -298,8 +301,11 @@ async def apply(
                         say(f"  {rolling}: restarts alone, checked before the next machine")
                     summary = await execute(batch, transports, progress=progress)
                     report.summaries.append(summary)
-                    if rolling is not None:
-                        await _host_gate(phase, site, rolling, transports)
+                    if len(steps) > 1:
+                        # healthy before the next batch takes a machine down
+                        for host, hp in batch.hosts.items():
+                            if hp.changes:
+                                await _host_gate(phase, site, host, transports)
                 changes = part.total()
         elif phase.name == "cluster-objects":
             changes, detail = await cluster_objects(site, transports[first_cp])

@@ -12,20 +12,32 @@ Remove (NAME still in the site file; take it out afterwards):
   HAProxy/keepalived configuration and API servers' --etcd-servers drop it
   at the next `kubeprem apply` once NAME is out of the site file.
 
-Add (NAME already in the site file): the plan must change only NAME and the
-load-balancer machines (anything else is refused as drift, to keep the
-change small), then apply runs its phases with their gates. A new etcd
-member is refused: the etcd renderer bootstraps members with
-``initial-cluster-state=new`` only.
+Add (NAME already in the site file):
+- a worker: the plan must change only NAME and the load-balancer machines
+  (anything else is refused as drift, to keep the change small), then apply
+  runs its phases with their gates;
+- a controller/etcd member: every machine may change (the firewall lets
+  the new machine in, API servers get it in --etcd-servers and a serving
+  certificate with its address, HAProxy and keepalived their new peer). The
+  add refuses unless every member is healthy; then ``etcdctl member add``
+  from a member (skipped when a rerun finds NAME already added), the state
+  folder records that NAME joined a running cluster (its etcd starts with
+  ``initial-cluster-state=existing``, see ``joined``), and apply runs: the
+  new member starts and catches up before the others restart one at a time
+  (apply's rolled phases), so quorum holds throughout.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
+from kubeprem.components import etcd
 from kubeprem.errors import InputError, OperationError
 from kubeprem.pki.bundle import PkiBundle
+from kubeprem.pki.store import write_atomic
+from kubeprem.site.load import LoadedSite
 from kubeprem.site.model import Site
 from kubeprem.transport.base import Transport
 from kubeprem.workflows import gates
@@ -44,6 +56,77 @@ def member_id(output: str, name: str) -> str | None:
         if m.get("name") == name:
             return format(int(m["ID"]), "x")
     return None
+
+
+# -- members that joined a running etcd ------------------------------------------
+
+JOINED_FILE = "etcd-joined.json"
+
+
+def joined_path(loaded: LoadedSite) -> Path:
+    return loaded.state_dir / JOINED_FILE
+
+
+def joined(loaded: LoadedSite) -> frozenset[str]:
+    """Machines whose etcd member was added to a running cluster (node add).
+    The record stays after the add: their unit keeps saying ``existing``, so
+    later plans do not churn it."""
+    path = joined_path(loaded)
+    if not path.exists():
+        return frozenset()
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return frozenset(str(n) for n in doc["joined"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OperationError(
+            f"{path}: unreadable ({exc}); it lists etcd members that joined"
+        ) from exc
+
+
+def record_joined(loaded: LoadedSite, name: str) -> None:
+    names = sorted(joined(loaded) | {name})
+    text = json.dumps({"joined": names}, indent=2) + "\n"
+    write_atomic(joined_path(loaded), text.encode(), 0o600)
+
+
+def member_state(output: str, name: str, peer_url: str) -> str:
+    """From ``etcdctl member list -w json``: "absent"; "added" (listed, not
+    started yet: an earlier add stopped before the start); "started"; or
+    "conflict" when NAME's peer URL belongs to another member."""
+    for m in json.loads(output).get("members", []):
+        if peer_url in (m.get("peerURLs") or []):
+            if m.get("name") not in ("", None, name):
+                return "conflict"
+            return "started" if m.get("name") == name else "added"
+        if m.get("name") == name:
+            return "conflict"
+    return "absent"
+
+
+async def add_member(
+    site: Site, transports: Mapping[str, Transport], name: str, say: Say = _quiet
+) -> str:
+    """``etcdctl member add`` for NAME, asked of a healthy existing member,
+    unless NAME is already listed. Returns what was found or done."""
+    m = site.machine(name)
+    others = [x.name for x in site.etcd_members if x.name != name]
+    asker = transports[others[0]]
+    await gates.etcd_healthy(asker, timeout=60)  # quorum before: all members healthy
+    listing = await asker.run(gates.etcdctl("member", "list", "-w", "json"), step="member list")
+    state = member_state(listing.stdout, name, etcd.peer_url(m))
+    if state == "conflict":
+        raise OperationError(
+            f"etcd lists another member under {name}'s name or peer URL {etcd.peer_url(m)}; "
+            "remove it first (kubeprem node remove) or fix the site file"
+        )
+    if state == "absent":
+        say(f"etcd member add {name} {etcd.peer_url(m)}")
+        await asker.run(
+            gates.etcdctl("member", "add", name, f"--peer-urls={etcd.peer_url(m)}"),
+            step=f"etcd member add {name}",
+        )
+        return "added"
+    return state
 
 
 def unexpected_changes(site: Site, changed: Sequence[str], name: str) -> list[str]:
@@ -131,13 +214,13 @@ async def remove_node(
 
 
 def check_add(site: Site, name: str, changed: Sequence[str]) -> None:
-    """Refuse an add that needs what kubeprem cannot do safely yet."""
+    """Refuse an add whose plan changes machines it should not (a worker
+    add touches only NAME and the lb machines; a controller every machine)."""
     m = site.machine(name)
-    if m.has("etcd"):
-        raise InputError(
-            f"{name} is an etcd member: adding a member to a running etcd is not supported "
-            "yet (the etcd unit bootstraps with initial-cluster-state=new)"
-        )
+    if m.has("etcd") or m.has("control-plane"):
+        if len(site.etcd_members) < 2:
+            raise InputError(f"{name}: a cluster needs etcd members besides {name} to join")
+        return
     extra = unexpected_changes(site, changed, name)
     if extra:
         raise OperationError(
