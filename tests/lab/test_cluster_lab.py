@@ -253,6 +253,8 @@ def test_firewall_lets_each_port_in_only_from_its_roles(cluster: Cluster) -> Non
     assert not _connects(cluster, "worker-0", w1, 10250), "a worker reached another kubelet"
     assert _connects(cluster, "controller-1", c0, 2379)
     assert _connects(cluster, "controller-1", w1, 10250)
+    # what in-cluster Prometheus scrapes etcd on, from a worker's address
+    assert _connects(cluster, "worker-0", c0, 2381), "a worker cannot reach etcd's metrics"
     assert _connects(cluster, "worker-0", str(site.api.vip), site.api.port)
     counters = cluster.ssh(
         "controller-0", "nft", "list", "counter", "inet", "kubeprem", "input_dropped"
