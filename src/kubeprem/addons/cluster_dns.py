@@ -26,6 +26,19 @@ publishNotReadyAddresses), so a headless name resolves to the ready pods,
 as with CoreDNS. Not served: SRV records, ExternalName Services (CNAMEs);
 hosts files cannot hold them.
 
+Dead peers: a DNS pod on a machine that lost power stays in the kube-dns
+Service's endpoints until the node is marked NotReady (the
+controller-manager's grace period, 40 s by default), and every lookup
+kube-proxy sends there times out; clients that resolve names (and Redis
+Sentinel, whose lookups block its one thread) stall for that long. So each
+controller also asks its peers (the other pods with ``--peer-label``, ready
+ones only) for ``kubernetes.default.svc.<domain>`` twice a second, and when
+one has not answered ``--peer-failures`` times in a row while its own
+dnsmasq answers, deletes that pod at once (grace period 0): the endpoints
+controller drops it from the Service, kube-proxy drops its conntrack
+entries, and the Deployment starts a replacement. A DNS pod is stateless, so
+deleting one that was only cut off costs nothing but a restart.
+
 An HTTP endpoint (``--health-port``) answers the kubelet's probes:
 ``/health`` while the sync loop turns (even when the API is unreachable:
 dnsmasq keeps answering from the last file), ``/ready`` once a file was
@@ -50,7 +63,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 HOSTS_FILE = "cluster.hosts"
@@ -152,6 +165,45 @@ def reverse_zones(cidr: str) -> list[str]:
     return zones
 
 
+class Peer(NamedTuple):
+    name: str
+    uid: str
+    ip: str
+
+
+def ready_peers(pods: Obj, namespace: str, label: tuple[str, str], me: str) -> list[Peer]:
+    """The other ready DNS pods of ``namespace`` (those in the Service's
+    endpoints)."""
+    out = []
+    for pod in _items(pods):
+        ns, name = _meta(pod)
+        labels = (pod.get("metadata") or {}).get("labels") or {}
+        status = pod.get("status") or {}
+        if ns != namespace or name == me or labels.get(label[0]) != label[1]:
+            continue
+        conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+        ip = status.get("podIP")
+        if conds.get("Ready") == "True" and _is_ip(ip):
+            out.append(Peer(name, str((pod.get("metadata") or {}).get("uid") or ""), str(ip)))
+    return sorted(out)
+
+
+def dead_peers(
+    misses: dict[str, int], answered: Mapping[Peer, bool], own_ok: bool, limit: int
+) -> list[Peer]:
+    """Count each peer's unanswered probes in a row (``misses``, by uid, updated
+    in place) and return those that reached ``limit``. Nobody is dead while
+    this pod's own server does not answer: then the fault is likely here."""
+    for uid in [u for u in misses if u not in {p.uid for p in answered}]:
+        del misses[uid]
+    dead = []
+    for peer, ok in answered.items():
+        misses[peer.uid] = 0 if ok else misses.get(peer.uid, 0) + 1
+        if own_ok and misses[peer.uid] >= limit:
+            dead.append(peer)
+    return dead
+
+
 # -- pure: a DNS query and its answer ---------------------------------------------
 
 
@@ -228,6 +280,31 @@ class Api:
             doc: Obj = json.load(resp)
         return doc
 
+    def namespace(self) -> str:
+        with open(f"{self.sa_dir}/namespace", encoding="ascii") as f:
+            return f.read().strip()
+
+    def delete_pod_now(self, namespace: str, name: str, uid: str) -> None:
+        """Delete a pod with grace period 0, only if it is still that pod (uid)."""
+        with open(f"{self.sa_dir}/token", encoding="ascii") as f:
+            bearer = f.read().strip()
+        body = json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "DeleteOptions",
+                "gracePeriodSeconds": 0,
+                "preconditions": {"uid": uid},
+            }
+        ).encode()
+        req = urllib.request.Request(
+            f"{self.base}/api/v1/namespaces/{namespace}/pods/{name}",
+            data=body,
+            method="DELETE",
+            headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10, context=self.tls):
+            pass
+
 
 def write_if_changed(directory: str, text: str) -> bool:
     """Replace the hosts file by rename (dnsmasq ignores dot files, and
@@ -251,6 +328,7 @@ class State:
     def __init__(self) -> None:
         self.last_loop = time.monotonic()
         self.synced = False
+        self.pods: Obj = {}
 
 
 def sync_loop(api: Api, state: State, domain: str, directory: str, interval: float) -> None:
@@ -259,6 +337,7 @@ def sync_loop(api: Api, state: State, domain: str, directory: str, interval: flo
         state.last_loop = time.monotonic()
         try:
             docs = {kind: api.get(path) for kind, path in LISTS.items()}
+            state.pods = docs["pods"]
             recs = records(docs["services"], docs["endpoints"], docs["pods"], domain)
             if write_if_changed(directory, hosts_text(recs)):
                 log(f"wrote {len(recs)} records")
@@ -271,6 +350,40 @@ def sync_loop(api: Api, state: State, domain: str, directory: str, interval: flo
                 log(f"sync failed, serving the last records: {exc!r}")
             failing = True
         time.sleep(interval)
+
+
+def peer_loop(
+    api: Api,
+    state: State,
+    domain: str,
+    dns_port: int,
+    label: tuple[str, str],
+    limit: int,
+    period: float = 0.5,
+) -> None:
+    """Probe the ready peers; delete those that stopped answering (see the top)."""
+    namespace, me = api.namespace(), socket.gethostname()
+    name = f"kubernetes.default.svc.{domain}"
+    misses: dict[str, int] = {}
+
+    def answers(server: str) -> bool:
+        try:
+            return bool(lookup(name, server, dns_port, timeout=1.0))
+        except (OSError, LookupError, ValueError):
+            return False
+
+    while True:
+        started = time.monotonic()
+        try:
+            peers = ready_peers(state.pods, namespace, label, me)
+            answered = {p: answers(p.ip) for p in peers}
+            for peer in dead_peers(misses, answered, answers("127.0.0.1"), limit):
+                log(f"peer {peer.name} ({peer.ip}) did not answer {limit} probes: deleting it")
+                api.delete_pod_now(namespace, peer.name, peer.uid)
+                misses.pop(peer.uid, None)
+        except Exception as exc:  # the sync loop and dnsmasq go on regardless
+            log(f"peer check failed: {exc!r}")
+        time.sleep(max(0.0, period - (time.monotonic() - started)))
 
 
 def health_server(port: int, state: State, domain: str, dns_port: int) -> http.server.HTTPServer:
@@ -324,6 +437,10 @@ def main(argv: list[str]) -> int:
     run.add_argument("--interval", type=float, default=2.0)
     run.add_argument("--dns-port", type=int, default=5353)
     run.add_argument("--health-port", type=int, default=8081)
+    run.add_argument("--peer-label", default="k8s-app=kube-dns", help="KEY=VALUE of the peers")
+    run.add_argument(
+        "--peer-failures", type=int, default=4, help="unanswered probes in a row: 0 = never delete"
+    )
     one = sub.add_parser("lookup", help="ask a DNS server for a name's A records")
     one.add_argument("name")
     one.add_argument("server", nargs="?", default="127.0.0.1")
@@ -346,6 +463,13 @@ def main(argv: list[str]) -> int:
     server = health_server(args.health_port, state, args.domain, args.dns_port)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     log(f"domain {args.domain}, every {args.interval:g} s into {args.hosts_dir}")
+    if args.peer_failures > 0:
+        key, _, value = args.peer_label.partition("=")
+        threading.Thread(
+            target=peer_loop,
+            args=(Api(), state, args.domain, args.dns_port, (key, value), args.peer_failures),
+            daemon=True,
+        ).start()
     sync_loop(Api(), state, args.domain, args.hosts_dir, args.interval)
     return 0
 

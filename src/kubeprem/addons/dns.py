@@ -66,6 +66,9 @@ CHECK_POD = "kubeprem-dns-check"
 SELECTOR = {"k8s-app": "kube-dns"}
 ACCEPT = "kubeprem.io/accept"
 RUN_AS = 65534  # nobody, in Debian's images and CoreDNS's alike
+# unanswered probes (two a second) before a controller deletes a peer DNS pod
+# that still sits in the Service's endpoints: its machine is likely off
+PEER_FAILURES = 4
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,26 @@ def _rbac(lbls: dict[str, str]) -> list[Obj]:
     return [account, role, binding]
 
 
+def _peer_rbac(lbls: dict[str, str]) -> list[Obj]:
+    """The dnsmasq controller deletes a peer DNS pod that stopped answering
+    (kubeprem.addons.cluster_dns): pods of its own namespace only."""
+    name = f"{ROLE}-peers"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": b.meta(name, NAMESPACE, lbls),
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": b.meta(name, NAMESPACE, lbls),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}],
+    }
+    return [role, binding]
+
+
 def _coredns_rules(site: Site) -> list[Obj]:
     return [
         {
@@ -255,6 +278,8 @@ def _dnsmasq_containers(site: Site, options: DnsOptions, image: str) -> list[Obj
             "--interval=2",
             f"--dns-port={PORT}",
             f"--health-port={HEALTH_PORT}",
+            "--peer-label=" + ",".join(f"{k}={v}" for k, v in SELECTOR.items()),
+            f"--peer-failures={PEER_FAILURES}",
         ),
         ports=(("health", HEALTH_PORT),),
         env=(b.env("PYTHONDONTWRITEBYTECODE", "1"),),
@@ -302,6 +327,7 @@ def manifests(
         data = {SCRIPT: controller_source()}
         containers = _dnsmasq_containers(site, options, image)
         volume = b.volume_config("controller", NAME)
+        objs += _peer_rbac(lbls)
     config = b.config_map(NAME, NAMESPACE, lbls, data)
     digest = hashlib.sha256(dump_yaml(data).encode()).hexdigest()
     pod: Obj = {
@@ -315,6 +341,17 @@ def manifests(
         "serviceAccountName": NAME,
         "terminationGracePeriodSeconds": 30,
         "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}],
+        # never two DNS pods on one worker while another has none (the preferred
+        # anti-affinity alone put both on one worker in a rolling update): a
+        # machine that goes off takes at most one, and its peer deletes it
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": dict(SELECTOR)},
+            }
+        ],
         "volumes": [volume] + ([b.volume_memory("hosts", "16Mi")] if kind == "dnsmasq" else []),
     }
     deployment: Obj = {
