@@ -181,6 +181,8 @@ class PodSpec:
     service_account: str | None = None
     termination_grace: int = 30
     restart_never: bool = False
+    # resolver options (resolv.conf) for the pod's containers, e.g. ("timeout", "1")
+    dns_options: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> Obj:
         out: Obj = {}
@@ -188,6 +190,8 @@ class PodSpec:
             out["affinity"] = self.affinity
         out["automountServiceAccountToken"] = self.service_account is not None
         out["containers"] = [c.to_dict() for c in self.containers]
+        if self.dns_options:
+            out["dnsConfig"] = {"options": [{"name": k, "value": v} for k, v in self.dns_options]}
         out["enableServiceLinks"] = False
         if self.restart_never:
             out["restartPolicy"] = "Never"

@@ -10,7 +10,18 @@ Topology ``sentinel`` (the default):
   so a restarted old primary never comes back as a second primary.
 - StatefulSet ``redis-sentinel`` (3 pods, quorum 2) behind
   ``redis-sentinel-headless``; Service ``redis-sentinel`` for Sentinel-aware
-  clients.
+  clients. Each Sentinel keeps one ID across restarts (from its pod name), so
+  a restarted Sentinel replaces its entry in its peers' tables instead of
+  leaving a voter there that never answers.
+- Redis and Sentinel resolve names with blocking lookups in their single
+  thread. After a machine is powered off, the cluster DNS Service sends some
+  lookups to that machine's DNS pod until it is removed from the endpoints
+  (kubeprem.addons.cluster_dns deletes it within seconds); with the
+  resolver's defaults (5 s timeout, 2 attempts, ``ndots:5`` and three search
+  domains) one lookup blocked a Sentinel for 20 s, it went into TILT mode
+  (30 s without acting) and no failover happened. So every name here is
+  full, and the pods' resolver gives up after 1 s (``ndots:1``, ``timeout:1``,
+  ``attempts:1``): a lookup that fails is retried on the next reconnect.
 - Deployment ``redis-proxy`` (2 HAProxy pods) behind Service ``redis``: the
   one ``host:port`` for clients that know nothing of Sentinel (BigBlueButton).
   HAProxy checks every Redis pod each second with ``AUTH``, ``INFO
@@ -123,6 +134,9 @@ exec redis-server "$conf"
 START_SENTINEL = r"""#!/bin/sh
 set -eu
 me="$(cat /etc/hostname).$SENTINEL_HEADLESS"
+# one ID on every start (a new one each time left a stale voter in its peers'
+# tables: with one Sentinel of three down, no leader could be elected)
+id="$(cat /etc/hostname | sha1sum | cut -c1-40)"
 umask 077
 conf=/run/sentinel/sentinel.conf
 rm -f "$conf"
@@ -131,6 +145,7 @@ primary="$(sh /etc/redis-config/find-primary.sh || true)"
 [ -n "$primary" ] || primary="redis-0.$HEADLESS"
 cat /etc/redis-config/sentinel.conf >"$conf"
 {
+  printf 'sentinel myid %s\n' "$id"
   printf 'sentinel announce-ip %s\n' "$me"
   printf 'sentinel monitor mymaster %s 6379 %s\n' "$primary" "$QUORUM"
   printf 'sentinel down-after-milliseconds mymaster %s\n' "$DOWN_AFTER_MS"
@@ -140,6 +155,20 @@ cat /etc/redis-config/sentinel.conf >"$conf"
   printf 'sentinel sentinel-pass %s\n' "$pw"
   printf 'requirepass "%s"\n' "$pw"
 } >>"$conf"
+# TILT mode (30 s without acting) only after a 5 s stall, not the default 2 s: a
+# lookup sent to a DNS pod on a machine that is off blocks for the resolver's 1 s
+# timeout, and a Sentinel that retries two dead peers' names in one pass went
+# into TILT for the whole failover (SENTINEL DEBUG: not kept in the file)
+(
+  i=0
+  while [ "$i" -lt 60 ]; do
+    if REDISCLI_AUTH="$pw" redis-cli --no-auth-warning -p 26379 sentinel debug tilt-trigger "$TILT_TRIGGER_MS" 2>/dev/null | grep -q OK; then
+      exit 0
+    fi
+    i=$((i + 1))
+    sleep 1
+  done
+) &
 exec redis-sentinel "$conf"
 """
 
@@ -150,6 +179,9 @@ pw="$(cat /etc/redis-auth/password)"
 sed "s/@PASSWORD@/$pw/" /etc/redis-config/haproxy.cfg >/run/haproxy/haproxy.cfg
 exec haproxy -W -db -f /run/haproxy/haproxy.cfg
 """
+
+# resolver options of the Redis and Sentinel pods (see the top)
+QUICK_DNS = (("ndots", "1"), ("timeout", "1"), ("attempts", "1"))
 
 READY = (
     "sh",
@@ -194,7 +226,7 @@ sentinel announce-hostnames yes
 
 def _haproxy_cfg(v: RedisValues, headless: str) -> str:
     servers = "\n".join(
-        f"    server redis-{i} redis-{i}.{headless}.{v.cluster_domain}:6379 "
+        f"    server redis-{i} redis-{i}.{headless}:6379 "
         "check inter 1s fall 1 rise 1 "
         "resolvers cluster init-addr none on-marked-down shutdown-sessions"
         for i in range(v.replicas)
@@ -206,6 +238,11 @@ resolvers cluster
     parse-resolv-conf
     hold valid 1s
     hold obsolete 1s
+    # a lookup that times out (sent to a DNS pod on a machine that is off) keeps
+    # the last address: a pod's address changes only when it is re-created, and
+    # then its name answers with the new one
+    hold timeout 300s
+    hold other 300s
 
 defaults
     mode tcp
@@ -241,8 +278,9 @@ def build(v: RedisValues, images: dict[str, str], pw: dict[str, Sensitive[str]])
     if v.topology == "cluster":
         return _build_cluster(v, images, pw)
     ns = v.namespace
-    headless = f"redis-headless.{ns}.svc"
-    s_headless = f"redis-sentinel-headless.{ns}.svc"
+    # full names: with ndots:1 (below) they are looked up once, as they are
+    headless = f"redis-headless.{ns}.svc.{v.cluster_domain}"
+    s_headless = f"redis-sentinel-headless.{ns}.svc.{v.cluster_domain}"
     lr, sr = b.labels(APP, "server"), b.selector(APP, "server")
     ls, ss = b.labels(APP, "sentinel"), b.selector(APP, "sentinel")
     lp, sp = b.labels(APP, "proxy"), b.selector(APP, "proxy")
@@ -263,7 +301,7 @@ def build(v: RedisValues, images: dict[str, str], pw: dict[str, Sensitive[str]])
     )
     where = (
         b.env("HEADLESS", headless),
-        b.env("SENTINEL_SERVICE", f"redis-sentinel.{ns}.svc"),
+        b.env("SENTINEL_SERVICE", f"redis-sentinel.{ns}.svc.{v.cluster_domain}"),
         b.env("REPLICAS", str(v.replicas)),
     )
     vols = (
@@ -311,6 +349,7 @@ def build(v: RedisValues, images: dict[str, str], pw: dict[str, Sensitive[str]])
             containers=(redis, exporter),
             volumes=(*vols, b.volume_memory("run")),
             affinity=b.anti_affinity(sr, v.anti_affinity),
+            dns_options=QUICK_DNS,
         ),
         claims=(b.claim_template("data", v.storage.size, v.storage.storage_class),),
         # the Sentinels, not the ordinal, decide who is primary: a deleted replica
@@ -330,6 +369,7 @@ def build(v: RedisValues, images: dict[str, str], pw: dict[str, Sensitive[str]])
             b.env("QUORUM", str(v.sentinels // 2 + 1)),
             b.env("DOWN_AFTER_MS", str(v.down_after_ms)),
             b.env("FAILOVER_TIMEOUT_MS", str(v.failover_timeout_ms)),
+            b.env("TILT_TRIGGER_MS", "5000"),
         ),
         mounts=(b.Mount("run", "/run/sentinel"), config_mount, auth_mount),
         readiness=b.Probe(
@@ -355,6 +395,7 @@ def build(v: RedisValues, images: dict[str, str], pw: dict[str, Sensitive[str]])
             containers=(sentinel,),
             volumes=(*vols, b.volume_memory("run")),
             affinity=b.anti_affinity(ss, v.anti_affinity),
+            dns_options=QUICK_DNS,
         ),
         parallel=True,
     )
