@@ -123,7 +123,8 @@ def test_a_kept_alive_connection_the_server_closed_is_retried_once(
     api: chaos.ProbeTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(FakeApi, "protocol_version", "HTTP/1.1")
-    probe = chaos.Probe(api, interval=0.02, timeout=1.0)
+    # a generous timeout: on a busy machine a TLS handshake can take a second
+    probe = chaos.Probe(api, interval=0.02, timeout=10.0)
     probe.once(1)
     probe.once(2)  # its first request meets the closed connection
     assert FakeApi.store[chaos.PROBE_NAME] == "2"
