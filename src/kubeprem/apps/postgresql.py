@@ -41,9 +41,11 @@ class PostgresValues(Values):
     replicas: int = Field(default=3, ge=2, le=9)
     synchronous_mode: bool = True
     synchronous_mode_strict: bool = False
-    ttl: int = Field(default=20, ge=10)
-    loop_wait: int = Field(default=5, ge=1)
-    retry_timeout: int = Field(default=7, ge=1)
+    # a powered-off primary's lock expires after ttl; the standby takes it at its
+    # next loop and names a new synchronous standby one loop later
+    ttl: int = Field(default=15, ge=10)
+    loop_wait: int = Field(default=3, ge=1)
+    retry_timeout: int = Field(default=6, ge=1)
     max_connections: int = Field(default=200, ge=10)
     shared_buffers: str = "128MB"
     storage: StorageV = StorageV(size="2Gi")
