@@ -134,36 +134,34 @@ class StartService:
 
 
 @dataclass(frozen=True)
-class RestartService:
+class _ServiceForFiles:
+    """A running service acting on its changed files (``because``)."""
+
     service: str
     because: tuple[str, ...]  # its files that change
-    action: str = field(default="restart-service", init=False)
+    action: str = field(default="", init=False)
     rank: Rank = field(default=Rank.SERVICES, init=False)
 
     def describe(self) -> str:
         shown = ", ".join(self.because[:3]) + (" ..." if len(self.because) > 3 else "")
-        return f"restart {self.service} ({shown} changed)"
+        verb = self.action.removesuffix("-service")
+        return f"{verb} {self.service} ({shown} changed)"
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.action, "service": self.service, "because": list(self.because)}
 
 
 @dataclass(frozen=True)
-class ReloadService:
+class RestartService(_ServiceForFiles):
+    action: str = field(default="restart-service", init=False)
+
+
+@dataclass(frozen=True)
+class ReloadService(_ServiceForFiles):
     """``systemctl reload``: the service reads its changed files again
     without stopping (see ``Rendered.reloads``)."""
 
-    service: str
-    because: tuple[str, ...]  # its files that change
     action: str = field(default="reload-service", init=False)
-    rank: Rank = field(default=Rank.SERVICES, init=False)
-
-    def describe(self) -> str:
-        shown = ", ".join(self.because[:3]) + (" ..." if len(self.because) > 3 else "")
-        return f"reload {self.service} ({shown} changed)"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "service": self.service, "because": list(self.because)}
 
 
 @dataclass(frozen=True)
