@@ -161,16 +161,21 @@ async def remove_worker(
 async def remove_member(
     site: Site, bundle: PkiBundle, transports: Mapping[str, Transport], name: str, say: Say
 ) -> list[ResetPlan]:
+    member = site.machine(name).has("etcd")
     others = [m.name for m in site.etcd_members if m.name != name]
-    if len(others) < 2:
+    if member and len(others) < 2:
         raise InputError(
             f"removing {name} would leave {len(others)} etcd member(s): keep at least two "
             "(three for a cluster that survives a failure); add a member first"
         )
+    if not [m for m in site.controllers if m.name != name]:
+        raise InputError(f"{name} is the only controller: the cluster would have no API server")
     asker = transports[others[0]]
     await gates.etcd_healthy(asker, timeout=30)  # quorum before: all members healthy
-    listing = await asker.run(gates.etcdctl("member", "list", "-w", "json"), step="member list")
-    mid = member_id(listing.stdout, name)
+    mid = None
+    if member:
+        listing = await asker.run(gates.etcdctl("member", "list", "-w", "json"), step="member list")
+        mid = member_id(listing.stdout, name)
     if name in {m.name for m in site.controllers}:
         say(f"stop the control plane on {name}")
         await transports[name].run(
@@ -191,8 +196,9 @@ async def remove_member(
     if mid is not None:
         say(f"etcd member remove {name} ({mid})")
         await asker.run(gates.etcdctl("member", "remove", mid), step=f"etcd member remove {name}")
-    await transports[name].run(["systemctl", "disable", "--now", "etcd"], step="stop etcd")
-    await gates.etcd_healthy(asker, timeout=60)  # quorum after, among the rest
+    if member:
+        await transports[name].run(["systemctl", "disable", "--now", "etcd"], step="stop etcd")
+        await gates.etcd_healthy(asker, timeout=60)  # quorum after, among the rest
     await gates.vip_ready(asker, timeout=60)
     return await reset(site, bundle, transports, [name], say=say)
 
