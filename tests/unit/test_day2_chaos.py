@@ -76,3 +76,35 @@ def test_summary_table_has_a_row_per_scenario() -> None:
     r = ScenarioResult("restore", True, 27.0, 180.0, failed_seconds=27.0, probes=204, failures=137)
     table = summary_table([r])
     assert table.splitlines()[2] == "| restore | yes | 27.00 | 180 | 27.00 | 204 | 137 |"
+
+
+def _app_run(lost: tuple[int, ...] = (), after: str | None = "redis-1") -> object:
+    from kubeprem.workflows import failover as fo
+
+    writes = tuple(
+        fo.Write(i, 1000 + 100 * i, ok=not 30 <= i < 60, detail="" if i < 30 else "timeout")
+        for i in range(100)
+    )
+    run = fo.Run("redis", "poweroff", fo.Primary("redis-0", "worker-0"))
+    run.start_ms, run.fault_ms = 1000, 1000 + 100 * 29
+    run.log = fo.ClientLog(writes, 11_000, 70, lost, 11_500)
+    run.result = fo.measure(writes, run.fault_ms)
+    run.primary_after = fo.Primary(after, "worker-1") if after else None
+    return run
+
+
+def test_an_app_failover_passes_within_its_goal_with_nothing_lost() -> None:
+    passed, outage, details = chaos.app_verdict(_app_run(), 10.0)
+    assert passed and round(outage, 1) == 3.1  # fault at write 29, first ok at 60
+    assert details["acknowledged"] == 70 and details["lost"] == []
+    assert not chaos.app_verdict(_app_run(), 3.0)[0]  # slower than the goal
+    assert not chaos.app_verdict(_app_run(lost=(12,)), 10.0)[0]  # a write lost
+    assert not chaos.app_verdict(_app_run(after="redis-0"), 10.0)[0]  # no new primary
+    assert not chaos.app_verdict(_app_run(after=None), 10.0)[0]
+
+
+def test_an_app_failover_becomes_a_timeline_of_its_writes() -> None:
+    samples, marks = chaos.app_samples(_app_run())
+    assert len(samples) == 100 and marks == [2.9]
+    spans = chaos.outages(samples)
+    assert [(round(a, 1), round(b, 1)) for a, b in spans] == [(3.0, 6.0)]

@@ -18,6 +18,12 @@ into failure spans (pure). Scenarios:
   after the backup, the first namespace deleted, then a restore from the
   backup: the first is back, the later one gone. Its outage is the restore
   itself (the API is stopped on purpose); goal 180 s.
+- ``redis-primary-poweroff``, ``postgresql-primary-poweroff`` (lab only,
+  and by default only when the app is deployed): power off the worker that
+  runs the app's primary while a client pod writes through the primary
+  Service (``kubeprem.workflows.failover``); goals: writes back within 10 s
+  (Redis) and 30 s (PostgreSQL), every acknowledged write read back, a new
+  primary. Its timeline is the client's writes, not the API probe.
 """
 
 from __future__ import annotations
@@ -566,11 +572,146 @@ async def restore_scenario(c: Cluster, target: ProbeTarget) -> ScenarioResult:
     return result
 
 
+# -- a stateful app's primary machine powered off ----------------------------------
+
+# seconds until writes through the primary Service succeed again (issue goals)
+APP_GOALS: Mapping[str, float] = {"redis": 10.0, "postgresql": 30.0}
+APP_WRITE_SECONDS = 45
+
+
+def app_samples(run: Any) -> tuple[list[Sample], list[float]]:
+    """A failover run's writes as probe samples (seconds since its client
+    started, ok) and its fault as a mark, for the same timeline and table."""
+    log = run.log
+    writes = [] if log is None else list(log.writes)
+    samples = [Sample((w.t_ms - run.start_ms) / 1000, w.ok, 0.0, w.detail) for w in writes]
+    return samples, [(run.fault_ms - run.start_ms) / 1000]
+
+
+def app_verdict(run: Any, goal: float) -> tuple[bool, float, dict[str, Any]]:
+    """(passed, outage seconds, details): every acknowledged write read back,
+    writes through the primary Service back within ``goal`` seconds, and a
+    different pod is primary afterwards."""
+    log, m = run.log, run.result
+    acked = None if log is None else log.acked
+    lost = [] if log is None else list(log.lost)
+    outage = None if m is None else m.outage
+    moved = run.primary_after is not None and run.primary_after.pod != run.primary_before.pod
+    details = {
+        "primary_before": f"{run.primary_before.pod} on {run.primary_before.node}",
+        "primary_after": (
+            f"{run.primary_after.pod} on {run.primary_after.node}" if run.primary_after else None
+        ),
+        "acknowledged": acked,
+        "lost": lost[:20],
+        "failed_writes": None if m is None else m.failed,
+    }
+    passed = bool(acked) and not lost and outage is not None and outage <= goal and moved
+    return passed, (float("inf") if outage is None else outage), details
+
+
+def deployed_apps(api: Any) -> list[str]:
+    """The failover apps with a StatefulSet in their namespace."""
+    from kubeprem.workflows import failover as fo
+
+    return [a for a in APP_GOALS if api.list("StatefulSet", fo.TARGETS[a].namespace)]  # type: ignore[index]
+
+
+def _all_ready(api: Any, namespace: str) -> bool:
+    sets = api.list("StatefulSet", namespace)
+    return bool(sets) and all(
+        int((x.get("status") or {}).get("readyReplicas") or 0)
+        == int((x.get("spec") or {}).get("replicas") or 0)
+        for x in sets
+    )
+
+
+def app_primary_poweroff(app: str) -> Scenario:
+    """Power off the lab machine that runs ``app``'s primary while a client
+    pod on another machine writes through the primary Service, each write
+    acknowledged only once replicated (kubeprem.workflows.failover); then
+    power it on and wait until every pod of the app is ready again."""
+
+    async def scenario(c: Cluster, target: ProbeTarget) -> ScenarioResult:
+        from kubeprem.images.builder import image_refs
+        from kubeprem.kube.http import HttpKubeAPI
+        from kubeprem.pki.store import KUBECONFIG_DIR
+        from kubeprem.workflows import failover as fo
+
+        name = f"{app}-primary-poweroff"
+        goal = APP_GOALS[app]
+        if not c.lab:
+            raise OperationError(
+                f"{name}: powering a worker off and on again needs the lab (a real machine "
+                "needs out-of-band power control); use bench/failover.py against a lab"
+            )
+        api = HttpKubeAPI.from_kubeconfig(pki_dir(c.loaded) / KUBECONFIG_DIR / "admin.conf")
+        spec = fo.TARGETS[app]  # type: ignore[index]
+        if not api.list("StatefulSet", spec.namespace):
+            raise OperationError(f"{name}: {app} is not deployed (kubeprem app deploy {app})")
+        loop = asyncio.get_running_loop()
+
+        def ask(pod: str) -> str:
+            argv = gates.kubectl("exec", "-n", spec.namespace, pod, "--", *fo.REDIS_ASK)
+            run = asyncio.run_coroutine_threadsafe(
+                c.up().run(argv, step=f"ask {pod} for the primary", timeout=30), loop
+            )
+            return run.result(timeout=60).stdout
+
+        def find() -> Any:
+            if app == "redis":
+                return fo.redis_primary(api, ask, spec.namespace)
+            return fo.postgresql_primary(api, spec.namespace)
+
+        def inject(p: Any) -> None:
+            c.say(f"{name}: power off {p.node} (runs {p.pod})")
+            lab_machines.poweroff(c.loaded, p.node)
+
+        run = await asyncio.to_thread(
+            fo.run_failover,
+            api,
+            spec,
+            image_refs(c.site)[spec.image_key],
+            fault="poweroff",
+            find_primary=find,
+            inject=inject,
+            duration=APP_WRITE_SECONDS,
+            goal_s=goal,
+            say=c.say,
+        )
+        node = run.primary_before.node
+        c.say(f"{name}: power on {node}, wait until every {app} pod is ready")
+        await c.power_on(node)
+        deadline = time.monotonic() + 600
+        while not await asyncio.to_thread(_all_ready, api, spec.namespace):
+            if time.monotonic() > deadline:
+                raise OperationError(
+                    f"{name}: {app}'s pods not all ready 600 s after {node} came back"
+                )
+            await asyncio.sleep(3)
+        passed, outage, details = app_verdict(run, goal)
+        samples, marks = app_samples(run)
+        result = ScenarioResult(name, passed, outage, goal, details=details, marks=marks)
+        result.samples = samples
+        result.probes = len(samples)
+        result.failures = sum(1 for x in samples if not x.ok)
+        result.failed_seconds = total(outages(samples))
+        result.duration = samples[-1].t if samples else 0.0
+        return result
+
+    return scenario
+
+
 SCENARIOS: Mapping[str, Scenario] = {
     "vip-failover": vip_failover,
     "etcd-member-stop": etcd_member_stop,
     "restore": restore_scenario,
+    "redis-primary-poweroff": app_primary_poweroff("redis"),
+    "postgresql-primary-poweroff": app_primary_poweroff("postgresql"),
 }
+# what `verify --chaos` runs without --scenario: the cluster's own, then one
+# per app found deployed
+CLUSTER_SCENARIOS = ("vip-failover", "etcd-member-stop", "restore")
 
 
 async def run_scenarios(
@@ -588,6 +729,15 @@ async def run_scenarios(
     results: list[ScenarioResult] = []
     try:
         await c.healthy(timeout=60)
+        if not names:
+            names = list(CLUSTER_SCENARIOS)
+            if c.lab:
+                from kubeprem.kube.http import HttpKubeAPI
+                from kubeprem.pki.store import KUBECONFIG_DIR
+
+                api = HttpKubeAPI.from_kubeconfig(pki_dir(loaded) / KUBECONFIG_DIR / "admin.conf")
+                apps = await asyncio.to_thread(deployed_apps, api)
+                names += [f"{a}-primary-poweroff" for a in apps]
         for name in names:
             scenario = SCENARIOS[name]
             try:
