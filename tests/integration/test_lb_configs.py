@@ -93,9 +93,15 @@ def example() -> Site:
 
 def haproxy_cfg(tmp: Path) -> Path:
     ca, client = self_signed_pem(tmp)
-    text = haproxy.config(example())
+    site = example()
+    lb = site.load_balancers[0]
+    text = haproxy.config(site, lb)
     text = replace_once(text, paths.CA_CRT, str(ca))
     text = replace_once(text, paths.HAPROXY_HEALTHCHECK_PEM, str(client))
+    # the exporter binds the lb machine's own address, absent here
+    text = replace_once(
+        text, f"bind {lb.address}:{haproxy.METRICS_PORT}", f"bind 127.0.0.1:{free_port()}"
+    )
     cfg = tmp / "haproxy.cfg"
     cfg.write_text(text)
     return cfg
@@ -115,7 +121,8 @@ def test_haproxy_loads_the_certificates_it_names(tmp_path: Path) -> None:
     if Path(paths.CA_CRT).exists():
         pytest.skip(f"{paths.CA_CRT} exists on this machine; nothing to show")
     cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(haproxy.config(example()))
+    site = example()
+    cfg.write_text(haproxy.config(site, site.load_balancers[0]))
     out = subprocess.run([HAPROXY, "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert out.returncode != 0
     assert paths.CA_CRT in out.stdout + out.stderr
@@ -281,7 +288,8 @@ def test_haproxy_health_check_against_a_tls_readyz(
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
     site = example()
-    text = haproxy.config(site)
+    lb = site.load_balancers[0]
+    text = haproxy.config(site, lb)
     text = replace_once(text, paths.CA_CRT, str(ca_pem))
     text = replace_once(text, paths.HAPROXY_HEALTHCHECK_PEM, str(client_pem))
     # one backend, the stand-in; free ports instead of the site's
@@ -295,6 +303,10 @@ def test_haproxy_health_check_against_a_tls_readyz(
     monitor = free_port()
     text = replace_once(text, f"127.0.0.1:{haproxy.MONITOR_PORT}", f"127.0.0.1:{monitor}")
     text = replace_once(text, f"bind :{site.api.port}", f"bind 127.0.0.1:{free_port()}")
+    metrics = free_port()
+    text = replace_once(
+        text, f"bind {lb.address}:{haproxy.METRICS_PORT}", f"bind 127.0.0.1:{metrics}"
+    )
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(text)
     proc = subprocess.Popen([HAPROXY, "-db", "-f", str(cfg)], stderr=subprocess.PIPE)
@@ -318,6 +330,11 @@ def test_haproxy_health_check_against_a_tls_readyz(
             time.sleep(0.5)
         assert seen.startswith(state), f"server {seen!r}, expected {state} {check}"
         assert seen.split()[-1].startswith(check), f"server {seen!r}, expected {state} {check}"
+        # the built-in Prometheus exporter answers on the metrics frontend
+        url = f"http://127.0.0.1:{metrics}{haproxy.METRICS_PATH}"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            body = r.read().decode()
+        assert "\nhaproxy_process_start_time_seconds " in body
     finally:
         proc.terminate()
         proc.wait(timeout=10)

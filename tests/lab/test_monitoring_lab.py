@@ -173,6 +173,9 @@ DOWN_ALERTS = {
     "KubeAPIServerDown",
     "KubeletDown",
     "NodeExporterDown",
+    "KubeControllerManagerDown",
+    "KubeSchedulerDown",
+    "HAProxyDown",
     "AlertmanagerNotificationsFailing",
 }
 
@@ -180,20 +183,28 @@ DOWN_ALERTS = {
 def test_every_target_is_up_and_no_down_alert(monitored: tuple[LoadedSite, Receiver]) -> None:
     """With the default node firewall every scrape Prometheus knows succeeds,
     on both replicas: etcd (its metrics listener), the API servers, the
-    kubelets and cAdvisor (through the API server), node exporter on every
-    worker, Prometheus and Alertmanager. Then no scrape-failure alert is
-    pending or firing."""
+    kubelets and cAdvisor (through the API server), every controller-manager
+    and scheduler (HTTPS on the machine's address, verified against the
+    cluster CA), every kube-proxy, HAProxy's exporter on every lb machine,
+    node exporter on every worker, Prometheus and Alertmanager. Then no
+    scrape-failure alert is pending or firing."""
     loaded, _ = monitored
     site = loaded.site
     expected = {
         "etcd": len(site.etcd_members),
         "kube-apiserver": len(site.controllers),
+        "kube-controller-manager": len(site.controllers),
+        "kube-scheduler": len(site.controllers),
+        "kube-proxy": len(site.workers),
+        "haproxy": len(site.load_balancers),
         "kubelet": len(site.workers),
         "cadvisor": len(site.workers),
         "node-exporter": len(site.workers),
         "prometheus": 1,
         "alertmanager": 2,
     }
+    for job in ("kube-controller-manager", "kube-scheduler", "kube-proxy", "haproxy"):
+        assert expected[job] > 0, f"the lab site has no machine for {job}"
     for pod in ("prometheus-0", "prometheus-1"):
         deadline = time.monotonic() + 300
         while True:

@@ -224,7 +224,12 @@ def test_controller_manager_flags(example_site: Site) -> None:
     assert f["allocate-node-cidrs"] == "false"  # apply sets the site's pod CIDRs
     assert f["use-service-account-credentials"] == "true"
     assert f["leader-elect"] == "true"
-    assert f["bind-address"] == "127.0.0.1"
+    # HTTPS on the machine's address, with a cluster-CA certificate naming it
+    assert f["bind-address"] == "10.240.0.10"
+    assert (f["tls-cert-file"], f["tls-private-key-file"]) == (
+        paths.CONTROLLER_MANAGER_SERVING_CRT,
+        paths.CONTROLLER_MANAGER_SERVING_KEY,
+    )
     assert f["profiling"] == "false"
     assert f["kubeconfig"] == paths.CONTROLLER_MANAGER_CONF
     assert (f["cluster-signing-cert-file"], f["cluster-signing-key-file"]) == (
@@ -258,7 +263,11 @@ def test_scheduler_config_by_version(version: str, api: str, insecure: str | Non
     assert cfg.get("metricsBindAddress") == insecure
     f = unit_flags(rendered)
     assert f["config"] == paths.SCHEDULER_CONFIG
-    assert f["bind-address"] == "127.0.0.1"
+    assert f["bind-address"] == str(site_with_version(version).machine("controller-0").address)
+    assert (f["tls-cert-file"], f["tls-private-key-file"]) == (
+        paths.SCHEDULER_SERVING_CRT,
+        paths.SCHEDULER_SERVING_KEY,
+    )
     assert "port" not in f  # ignored with --config in 1.20, gone later
 
 
@@ -280,10 +289,14 @@ def test_haproxy_backends_are_every_apiserver(example_site: Site) -> None:
     assert f"crt {paths.HAPROXY_HEALTHCHECK_PEM}" in default_server
 
 
-def test_haproxy_binds_vip_port_and_loopback_only(example_site: Site) -> None:
-    cfg = text(haproxy.render(ctx(example_site)), paths.HAPROXY_CFG)
-    binds = re.findall(r"^\s+bind (\S+)$", cfg, re.M)
-    assert binds == ["127.0.0.1:8404", ":8443"]
+def test_haproxy_binds_vip_port_loopback_and_its_exporter(example_site: Site) -> None:
+    for m in example_site.load_balancers:
+        cfg = text(haproxy.render(ctx(example_site, m.name)), paths.HAPROXY_CFG)
+        binds = re.findall(r"^\s+bind (\S+)$", cfg, re.M)
+        assert binds == ["127.0.0.1:8404", f"{m.address}:8405", ":8443"]
+        exporter = cfg.split("frontend prometheus\n", 1)[1].split("\n\n", 1)[0]
+        assert "http-request use-service prometheus-exporter if { path /metrics }" in exporter
+        assert "mode http" in exporter
 
 
 def test_keepalived_vip_priority_and_unicast_peers(example_site: Site) -> None:

@@ -245,6 +245,8 @@ def test_kube_proxy_config(example_site: Site) -> None:
     assert config["mode"] == "iptables"
     assert config["clusterCIDR"] == "10.200.0.0/16"
     assert config["hostnameOverride"] == "worker-2"
+    # metrics on the node's address for Prometheus (the firewall opens 10249)
+    assert config["metricsBindAddress"] == f"{example_site.machine('worker-2').address}:10249"
     assert config["clientConnection"] == {"kubeconfig": "/etc/kubernetes/kube-proxy.conf"}
 
 

@@ -91,13 +91,49 @@ def test_kubelets_are_scraped_through_the_api_server(example_site: Site) -> None
     assert "nodes/proxy" in resources
 
 
-def test_loopback_components_only_when_exposed(example_site: Site) -> None:
-    text = render(example_site, Values())["prometheus/prometheus.yml"]
-    for job in ("kube-controller-manager", "kube-scheduler", "kube-proxy", "haproxy"):
-        assert f"job_name: {job}\n" not in text
-    full = render(example_site, load_values(FULL))["prometheus/prometheus.yml"]
-    for job in ("kube-controller-manager", "kube-scheduler", "kube-proxy", "haproxy"):
-        assert f"job_name: {job}\n" in full
+def test_controllers_kube_proxy_and_haproxy_are_scraped_by_default(example_site: Site) -> None:
+    from kubeprem.apps.monitoring import layout as L
+    from kubeprem.apps.monitoring.scrape import jobs
+
+    by_name = {j["job_name"]: j for j in jobs(example_site, Values())}
+    for job, machines, port in (
+        ("kube-controller-manager", example_site.controllers, 10257),
+        ("kube-scheduler", example_site.controllers, 10259),
+        ("kube-proxy", example_site.workers, 10249),
+        ("haproxy", example_site.load_balancers, 8405),
+    ):
+        groups = by_name[job]["static_configs"]
+        assert [g["targets"] for g in groups] == [[f"{m.address}:{port}"] for m in machines]
+        assert [g["labels"]["node"] for g in groups] == [m.name for m in machines]
+    for job in ("kube-controller-manager", "kube-scheduler"):
+        # verified against the cluster CA by the IP SAN, with the token
+        assert by_name[job]["scheme"] == "https"
+        assert by_name[job]["tls_config"] == {"ca_file": L.SA_CA}
+        assert by_name[job]["authorization"] == {"credentials_file": L.SA_TOKEN}
+    for job in ("kube-proxy", "haproxy"):
+        assert "scheme" not in by_name[job]  # plain HTTP, metrics only
+    # node exporter stays on the workers unless node-exporter-host is named
+    hosts = [g["labels"]["node"] for g in by_name["node-exporter"]["static_configs"]]
+    assert hosts == [m.name for m in example_site.workers]
+
+
+def test_old_exposed_values_still_load_and_scrape_everything(
+    example_site: Site, tmp_path: Path
+) -> None:
+    """``exposed`` once switched these jobs on; an old file still loads, and
+    only ``node-exporter-host`` in it changes anything."""
+    from kubeprem.apps.monitoring.scrape import jobs
+
+    site = example_site
+    path = tmp_path / "values.yaml"
+    for text in ("exposed: []\n", "exposed: [kube-proxy, haproxy]\n"):
+        path.write_text(text)
+        values = load_values(path)
+        prom = render(site, values)["prometheus/prometheus.yml"]
+        assert prom == render(site, Values())["prometheus/prometheus.yml"]
+    by_name = {j["job_name"]: j for j in jobs(site, load_values(FULL))}
+    hosts = [g["labels"]["node"] for g in by_name["node-exporter"]["static_configs"]]
+    assert hosts == [m.name for m in site.machines]
 
 
 def test_every_alert_has_severity_summary_description() -> None:

@@ -50,6 +50,8 @@ SUBJECTS = [
     ("lb-healthcheck", "kubeprem:lb-healthcheck", [], {CLIENT}),
     ("kubelet/worker-1/kubelet-client", "system:node:worker-1", ["system:nodes"], {CLIENT}),
     ("kubelet/worker-1/kubelet", "system:node:worker-1", ["system:nodes"], {SERVER}),
+    ("kube-controller-manager/controller-1/serving", "kube-controller-manager", [], {SERVER}),
+    ("kube-scheduler/controller-2/serving", "kube-scheduler", [], {SERVER}),
 ]
 
 
@@ -140,6 +142,23 @@ def test_kubelet_serving_sans(bundle: PkiBundle, example_site: Site) -> None:
         dns, addrs = cert_sans(bundle.kubelet_serving(m).cert)
         assert dns == [m.name]
         assert addrs == [m.address]
+
+
+def test_controller_serving_sans(bundle: PkiBundle, example_site: Site) -> None:
+    """Prometheus verifies the controller-manager and scheduler by the
+    machine's address; one certificate per controller and component."""
+    for m in example_site.controllers:
+        for ck in (bundle.controller_manager_serving(m), bundle.scheduler_serving(m)):
+            assert ck.cert.issuer == bundle.cluster_ca.cert.subject
+            dns, addrs = cert_sans(ck.cert)
+            assert dns == [m.name]
+            assert addrs == [m.address]
+    serving = {i for i in bundle.certs if i.endswith("/serving")}
+    assert serving == {
+        f"{component}/{m.name}/serving"
+        for m in example_site.controllers
+        for component in ("kube-controller-manager", "kube-scheduler")
+    }
 
 
 def test_clients_have_no_sans(bundle: PkiBundle) -> None:

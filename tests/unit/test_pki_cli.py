@@ -44,9 +44,9 @@ def secrets_in(folder: Path) -> list[str]:
 def test_pki_then_check(site_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status, out = run(capsys, "pki", str(site_file))
     assert status == 0
-    assert "created" in out and "35" in out and str(site_file.parent / ".kubeprem") in out
+    assert "created" in out and "41" in out and str(site_file.parent / ".kubeprem") in out
     status, out = run(capsys, "pki", str(site_file))
-    assert status == 0 and re.search(r"│\s+0 │\s+35 │\s+0 │", out)
+    assert status == 0 and re.search(r"│\s+0 │\s+41 │\s+0 │", out)
     status, out = run(capsys, "pki", "check", str(site_file))
     assert status == 0
     assert "CN=kube-apiserver" in out and "kubernetes-admin" in out

@@ -21,6 +21,8 @@ CONTROL_PLANE = {
     paths.FRONT_PROXY_CA_CRT, paths.FRONT_PROXY_CLIENT_CRT, paths.FRONT_PROXY_CLIENT_KEY,
     paths.SA_KEY, paths.SA_PUB, paths.ETCD_CA_CRT, paths.ADMIN_CONF,
     paths.CONTROLLER_MANAGER_CONF, paths.SCHEDULER_CONF, paths.ENCRYPTION_CONFIG,
+    paths.CONTROLLER_MANAGER_SERVING_CRT, paths.CONTROLLER_MANAGER_SERVING_KEY,
+    paths.SCHEDULER_SERVING_CRT, paths.SCHEDULER_SERVING_KEY,
 }  # fmt: skip
 ETCD = {
     paths.ETCD_CA_CRT, paths.ETCD_SERVER_CRT, paths.ETCD_SERVER_KEY, paths.ETCD_PEER_CRT,
@@ -52,6 +54,18 @@ def test_controller_files(example_site: Site, bundle: PkiBundle) -> None:
         == bundle.etcd_server(example_site.machine("controller-1")).cert_pem
     )
     assert got[paths.CA_KEY].content == bundle.cluster_ca.key_pem.reveal()
+    c1 = example_site.machine("controller-1")
+    for crt, key, ck in (
+        (
+            paths.CONTROLLER_MANAGER_SERVING_CRT,
+            paths.CONTROLLER_MANAGER_SERVING_KEY,
+            bundle.controller_manager_serving(c1),
+        ),
+        (paths.SCHEDULER_SERVING_CRT, paths.SCHEDULER_SERVING_KEY, bundle.scheduler_serving(c1)),
+    ):
+        assert got[crt].content == ck.cert_pem and got[crt].mode == 0o644
+        assert got[key].content == ck.key_pem.reveal()
+        assert (got[key].mode, got[key].secret) == (0o600, True)
 
 
 def test_worker_files(example_site: Site, bundle: PkiBundle) -> None:

@@ -53,7 +53,7 @@ def register(sub: Any) -> None:
     r.add_argument(
         "--values",
         metavar="FILE",
-        help="monitoring values (receivers, storage, exposed components); defaults when absent",
+        help="monitoring values (receivers, storage, application exporters); defaults when absent",
     )
     r.set_defaults(handler=cmd_render)
     d = msub.add_parser(
@@ -69,7 +69,7 @@ def register(sub: Any) -> None:
     d.add_argument(
         "--values",
         metavar="FILE",
-        help="monitoring values (receivers, storage, exposed components); defaults when absent",
+        help="monitoring values (receivers, storage, application exporters); defaults when absent",
     )
     d.add_argument("--kubeconfig", metavar="FILE", help="default: the site's admin kubeconfig")
     d.add_argument("--no-wait", action="store_true", help="do not wait for the rollout")

@@ -3,7 +3,10 @@
 Called by the render command and the plan. One instance is active at a time
 (leader election); it signs kubelet CSRs with the cluster CA, issues
 service-account tokens with the service-account key. Its own HTTPS endpoint
-listens on loopback only.
+(10257: /healthz, and /metrics for Prometheus, authorized by delegated RBAC)
+listens on the machine's address with a serving certificate of the cluster CA
+naming that address, so a scrape can verify it; the node firewall opens the
+port to the node subnet, the pods and ``firewall.monitoring_networks`` only.
 
 Pod CIDRs are not allocated here: each worker's CNI bridge and every
 machine's routes use the site's fixed allocation (``site.pod_cidrs``), and
@@ -32,7 +35,9 @@ def argv(ctx: HostContext) -> list[str]:
         "authorization-kubeconfig": paths.CONTROLLER_MANAGER_CONF,
         "client-ca-file": paths.CA_CRT,
         "requestheader-client-ca-file": paths.FRONT_PROXY_CA_CRT,
-        "bind-address": "127.0.0.1",
+        "bind-address": str(ctx.machine.address),
+        "tls-cert-file": paths.CONTROLLER_MANAGER_SERVING_CRT,
+        "tls-private-key-file": paths.CONTROLLER_MANAGER_SERVING_KEY,
         # 1.20 serves plain HTTP on 10252 unless told not to
         "port": 0 if feats.controller_manager_port_flag else None,
         "profiling": False,

@@ -6,6 +6,11 @@ need the client certificates); health is judged by HTTPS ``GET /readyz``
 against each API server, verified against the cluster CA and authenticated
 with a client certificate (anonymous auth is off). A monitor URI and the
 stats page listen on loopback only; keepalived's check uses the former.
+HAProxy's built-in Prometheus exporter (Debian's 2.6 is built with it:
+"Available services : prometheus-exporter" in ``haproxy -vv``) answers
+``/metrics`` on the machine's own address, port 8405, for Prometheus; the
+node firewall opens that port to the node subnet, the pods and
+``firewall.monitoring_networks`` only.
 
 Bind address: the frontend listens on every address of the machine, not
 just the VIP. Binding the VIP would need ``net.ipv4.ip_nonlocal_bind=1`` on
@@ -23,13 +28,15 @@ from dataclasses import dataclass
 from kubeprem.components import paths
 from kubeprem.components.base import File, HostContext, Rendered
 from kubeprem.components.systemd import unit
-from kubeprem.site.model import Site
+from kubeprem.site.model import Machine, Site
 
 BIN = "/usr/sbin/haproxy"  # from Debian's haproxy package
 SERVICE = "haproxy.service"  # replaces the package's unit of the same name
 MONITOR_PORT = 8404
 MONITOR_URI = "/healthz"
 STATS_URI = "/stats"
+METRICS_PORT = 8405
+METRICS_PATH = "/metrics"
 # API clients hold one or two long connections each (kubelets, kube-proxy,
 # controllers): thousands are plenty for hundreds of nodes
 MAXCONN = 8000
@@ -66,7 +73,8 @@ class Timeouts:
         return interval * (self.fall + 1)
 
 
-def config(site: Site, timeouts: Timeouts = Timeouts()) -> str:
+def config(site: Site, machine: Machine, timeouts: Timeouts = Timeouts()) -> str:
+    """haproxy.cfg for the lb machine ``machine`` (its exporter binds there)."""
     t = timeouts
     servers = [
         f"    server {m.name} {m.address}:{site.api.apiserver_port}" for m in site.controllers
@@ -100,6 +108,14 @@ def config(site: Site, timeouts: Timeouts = Timeouts()) -> str:
         "    stats enable",
         f"    stats uri {STATS_URI}",
         "    stats refresh 10s",
+        "",
+        "# Prometheus exporter on this machine's address (node firewall: 8405)",
+        "frontend prometheus",
+        "    mode http",
+        f"    bind {machine.address}:{METRICS_PORT}",
+        "    timeout client 10s",
+        f"    http-request use-service prometheus-exporter if {{ path {METRICS_PATH} }}",
+        "    no log",
         "",
         "frontend kube-apiserver",
         f"    bind :{site.api.port}",
@@ -148,7 +164,7 @@ def render(ctx: HostContext) -> Rendered:
     path, text = unit_file()
     return Rendered(
         component="haproxy",
-        files=(File.text(paths.HAPROXY_CFG, config(ctx.site)), File.text(path, text)),
+        files=(File.text(paths.HAPROXY_CFG, config(ctx.site, ctx.machine)), File.text(path, text)),
         services=(SERVICE,),
         # a new configuration or health-check certificate: the master starts
         # new workers and the old ones finish their connections, so the VIP

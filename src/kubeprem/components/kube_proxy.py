@@ -3,7 +3,11 @@
 Called for machines with the ``worker`` role (others get an empty result).
 iptables mode; ``clusterCIDR`` is the whole pod CIDR so traffic from
 outside it to Service addresses is masqueraded. The node name matches the
-kubelet's (``hostnameOverride``), so kube-proxy finds its Node.
+kubelet's (``hostnameOverride``), so kube-proxy finds its Node. Its metrics
+(plain HTTP, metrics only) listen on the node's address, port 10249
+(``metricsBindAddress``, a v1alpha1 field on every supported version), for
+Prometheus; the node firewall opens that port to the node subnet, the pods
+and ``firewall.monitoring_networks`` only.
 
 In a container (the lab's nspawn machines) kube-proxy cannot write the
 global conntrack sysctls and exits (LAB-NOTES.md); zero values tell it to
@@ -18,6 +22,7 @@ from kubeprem.components.systemd import flags, unit
 from kubeprem.components.versions import features
 
 COMPONENT = "kube-proxy"
+METRICS_PORT = 10249
 SERVICE = "kube-proxy.service"
 
 
@@ -30,6 +35,7 @@ def config_yaml(ctx: HostContext) -> str:
         f"  kubeconfig: {KUBE_PROXY_CONF}",
         f"clusterCIDR: {ctx.site.network.pod_cidr}",
         f"hostnameOverride: {ctx.machine.name}",
+        f"metricsBindAddress: {ctx.machine.address}:{METRICS_PORT}",
         "mode: iptables",
     ]
     if ctx.options.in_container:

@@ -18,6 +18,11 @@ FRONT_PROXY_CA_CRT = f"{PKI}/front-proxy-ca.crt"
 FRONT_PROXY_CLIENT_CRT = f"{PKI}/front-proxy-client.crt"
 FRONT_PROXY_CLIENT_KEY = f"{PKI}/front-proxy-client.key"
 SA_KEY = f"{PKI}/sa.key"
+# serving certificates of the controller-manager (10257) and scheduler (10259)
+CONTROLLER_MANAGER_SERVING_CRT = f"{PKI}/kube-controller-manager.crt"
+CONTROLLER_MANAGER_SERVING_KEY = f"{PKI}/kube-controller-manager.key"
+SCHEDULER_SERVING_CRT = f"{PKI}/kube-scheduler.crt"
+SCHEDULER_SERVING_KEY = f"{PKI}/kube-scheduler.key"
 SA_PUB = f"{PKI}/sa.pub"
 
 ETCD_CA_CRT = f"{ETCD_PKI}/ca.crt"

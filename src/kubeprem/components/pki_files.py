@@ -65,6 +65,16 @@ def pki_files(ctx: HostContext, bundle: PkiBundle) -> Rendered:
             _secret(paths.ADMIN_CONF, bundle.kubeconfig(ADMIN)),
             _secret(paths.CONTROLLER_MANAGER_CONF, bundle.kubeconfig(CONTROLLER_MANAGER)),
             _secret(paths.SCHEDULER_CONF, bundle.kubeconfig(SCHEDULER)),
+            *_pair(
+                paths.CONTROLLER_MANAGER_SERVING_CRT,
+                paths.CONTROLLER_MANAGER_SERVING_KEY,
+                bundle.controller_manager_serving(m),
+            ),
+            *_pair(
+                paths.SCHEDULER_SERVING_CRT,
+                paths.SCHEDULER_SERVING_KEY,
+                bundle.scheduler_serving(m),
+            ),
         )
         encryption = bundle.encryption_config
         if encryption is not None:

@@ -3,7 +3,11 @@
 Called by the render command and the plan. Kubeconfig, leader election and
 profiling live in a KubeSchedulerConfiguration (its API version from the
 version table); flags carry only what the file cannot: the delegated
-authentication/authorization kubeconfigs and the loopback bind address.
+authentication/authorization kubeconfigs and the secure serving settings.
+The HTTPS endpoint (10259: /healthz, /metrics) listens on the machine's
+address with a serving certificate of the cluster CA naming that address, so
+Prometheus can scrape and verify it; the node firewall opens the port to the
+node subnet, the pods and ``firewall.monitoring_networks`` only.
 
 Kubernetes 1.20 also serves plain-HTTP healthz/metrics (port 10251), and
 with ``--config`` it ignores ``--port`` and rejects port 0 in the file, so
@@ -45,7 +49,9 @@ def argv(ctx: HostContext) -> list[str]:
         "config": paths.SCHEDULER_CONFIG,
         "authentication-kubeconfig": paths.SCHEDULER_CONF,
         "authorization-kubeconfig": paths.SCHEDULER_CONF,
-        "bind-address": "127.0.0.1",
+        "bind-address": str(ctx.machine.address),
+        "tls-cert-file": paths.SCHEDULER_SERVING_CRT,
+        "tls-private-key-file": paths.SCHEDULER_SERVING_KEY,
     }
     return [f"{paths.BIN_DIR}/kube-scheduler", *flags(pairs)]
 

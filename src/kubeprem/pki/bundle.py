@@ -18,10 +18,12 @@ from kubeprem.pki.certs import (
     CLUSTER_CA,
     ETCD_CA,
     FRONT_PROXY_CA,
+    controller_manager_serving_id,
     etcd_peer_id,
     etcd_server_id,
     kubelet_client_id,
     kubelet_serving_id,
+    scheduler_serving_id,
 )
 from kubeprem.pki.encryption import EncryptionConfig
 from kubeprem.sensitive import Sensitive
@@ -109,6 +111,12 @@ class PkiBundle:
 
     def kubelet_client(self, machine: Machine) -> CertKey:
         return self.cert(kubelet_client_id(machine))
+
+    def controller_manager_serving(self, machine: Machine) -> CertKey:
+        return self.cert(controller_manager_serving_id(machine))
+
+    def scheduler_serving(self, machine: Machine) -> CertKey:
+        return self.cert(scheduler_serving_id(machine))
 
     # -- kubeconfigs and encryption -----------------------------------------
 

@@ -127,6 +127,14 @@ def kubelet_client_id(m: Machine) -> str:
     return f"kubelet/{m.name}/kubelet-client"
 
 
+def controller_manager_serving_id(m: Machine) -> str:
+    return f"kube-controller-manager/{m.name}/serving"
+
+
+def scheduler_serving_id(m: Machine) -> str:
+    return f"kube-scheduler/{m.name}/serving"
+
+
 def apiserver_sans(site: Site) -> tuple[tuple[str, ...], tuple[IPAddress, ...]]:
     """DNS names and addresses clients may use to reach an API server."""
     domain = site.cluster.domain
@@ -200,6 +208,26 @@ def required_certs(site: Site) -> tuple[CertSpec, ...]:
         client("etcd/prometheus-client", ETCD_CA, "kubeprem:prometheus",
                "Prometheus etcd metrics client"),
     ]  # fmt: skip
+    # kube-controller-manager and kube-scheduler serve /healthz and /metrics on
+    # the machine's address (10257, 10259) so Prometheus can scrape them; like
+    # the kubelets, each presents a certificate of the cluster CA naming its
+    # machine, instead of the self-signed one they would make for themselves.
+    for m in site.controllers:
+        for cert_id, cn in (
+            (controller_manager_serving_id(m), "kube-controller-manager"),
+            (scheduler_serving_id(m), "kube-scheduler"),
+        ):
+            out.append(
+                CertSpec(
+                    cert_id,
+                    CLUSTER_CA,
+                    cn,
+                    server=True,
+                    dns=(m.name,),
+                    ips=(m.address,),
+                    title=f"{cn} serving on {m.name}",
+                )
+            )
     for m in site.workers:
         node = f"system:node:{m.name}"
         out.append(

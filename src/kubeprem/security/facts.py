@@ -158,6 +158,8 @@ def expected_files(site: Site, machine: Machine) -> dict[str, tuple[str, ...]]:
             paths.APISERVER_ETCD_CLIENT_KEY,
             paths.FRONT_PROXY_CLIENT_KEY,
             paths.SA_KEY,
+            paths.CONTROLLER_MANAGER_SERVING_KEY,
+            paths.SCHEDULER_SERVING_KEY,
         ]
         if site.encryption.at_rest:
             keys.append(paths.ENCRYPTION_CONFIG)
@@ -171,6 +173,8 @@ def expected_files(site: Site, machine: Machine) -> dict[str, tuple[str, ...]]:
             paths.FRONT_PROXY_CLIENT_CRT,
             paths.SA_PUB,
             paths.ETCD_CA_CRT,
+            paths.CONTROLLER_MANAGER_SERVING_CRT,
+            paths.SCHEDULER_SERVING_CRT,
         ]
         config.append(f"{paths.UNIT_DIR}/{apiserver.SERVICE}")
     if machine.has("etcd"):

@@ -5,7 +5,7 @@ them to a folder, and the deploy step (with the kube client) will apply
 ``manifests.yaml``. docs/monitoring.md says what is scraped and how, and
 holds the runbook: one paragraph per alert.
 
-    values        the values file (namespace, storage, receivers, exposed components)
+    values        the values file (namespace, storage, receivers, application exporters)
     layout        names, ports and paths every renderer agrees on
     scrape        prometheus.yml
     rules         the alert table -> <group>.rules.yml

@@ -23,12 +23,15 @@ which sees Prometheus's scrapes arrive from its worker's address: etcd on its
 metrics listener (2381, client-certificate TLS; the key-value port 2379
 stays closed to workers), the kubelets and cAdvisor through the API server's
 node proxy (only controllers may reach 10250), everything else on ports the
-firewall opens to the node subnet and the pods.
+firewall opens to the node subnet and the pods: the controller-manager
+(10257) and scheduler (10259) over HTTPS on the machine's address, verified
+against the cluster CA (their serving certificates name that address), with
+the service account's token; kube-proxy (10249) and HAProxy's exporter
+(8405) over plain HTTP on the machine's address.
 
-Jobs for components that listen on loopback today (controller-manager,
-scheduler, kube-proxy, HAProxy's exporter, node exporter on machines that
-are no node) are rendered only when ``Values.exposed`` names them:
-docs/monitoring.md says what machine-side change each one needs.
+Node exporter on machines that are no node is scraped only when
+``Values.exposed`` names ``node-exporter-host`` (Debian's service must run
+there).
 """
 
 from __future__ import annotations
@@ -140,35 +143,33 @@ def jobs(site: Site, values: Values) -> list[Job]:
             "static_configs": _static(site.controllers, site.api.apiserver_port),
         },
     ]
-    if values.exposes("kube-controller-manager"):
-        out.append(
-            {
-                "job_name": "kube-controller-manager",
-                **_token_tls(),
-                "static_configs": _static(site.controllers, L.CONTROLLER_MANAGER_PORT),
-            }
-        )
-    if values.exposes("kube-scheduler"):
-        out.append(
-            {
-                "job_name": "kube-scheduler",
-                **_token_tls(),
-                "static_configs": _static(site.controllers, L.SCHEDULER_PORT),
-            }
-        )
+    out += [
+        {
+            # serving certificate of the cluster CA with the machine's
+            # address as IP SAN; /metrics authorized by delegated RBAC
+            "job_name": "kube-controller-manager",
+            **_token_tls(),
+            "static_configs": _static(site.controllers, L.CONTROLLER_MANAGER_PORT),
+        },
+        {
+            "job_name": "kube-scheduler",
+            **_token_tls(),
+            "static_configs": _static(site.controllers, L.SCHEDULER_PORT),
+        },
+    ]
     if workers:
         out += [
             _via_apiserver(site, "kubelet", "/metrics"),
             _via_apiserver(site, "cadvisor", "/metrics/cadvisor"),
         ]
-    if values.exposes("kube-proxy") and workers:
+    if workers:
         out.append(
             {
                 "job_name": "kube-proxy",
                 "static_configs": _static(workers, L.KUBE_PROXY_METRICS_PORT),
             }
         )
-    if values.exposes("haproxy") and site.load_balancers:
+    if site.load_balancers:
         out.append(
             {
                 "job_name": "haproxy",

@@ -19,9 +19,12 @@ from ruamel.yaml.error import YAMLError
 
 from kubeprem.errors import InputError
 
-# Components whose metrics listen on loopback today (see docs/monitoring.md,
-# "What is scraped"). Naming one here says the machine-side follow-up has
-# landed, and the scrape job for it is rendered.
+# Components whose scrape jobs once waited for a machine-side change (see
+# docs/monitoring.md, "What is scraped"). The controller-manager, scheduler,
+# kube-proxy and HAProxy now serve metrics on their machine's address and are
+# always scraped: their names are still accepted, so that older values files
+# load, and change nothing. ``node-exporter-host`` still says that Debian's
+# node exporter runs as a service on the machines without the worker role.
 Exposed = Literal[
     "kube-controller-manager", "kube-scheduler", "kube-proxy", "haproxy", "node-exporter-host"
 ]
@@ -31,6 +34,9 @@ EXPOSABLE: tuple[Exposed, ...] = (
     "kube-proxy",
     "haproxy",
     "node-exporter-host",
+)
+ALWAYS_SCRAPED: frozenset[Exposed] = frozenset(
+    {"kube-controller-manager", "kube-scheduler", "kube-proxy", "haproxy"}
 )
 
 Quantity = Annotated[str, StringConstraints(strict=True, pattern=r"^[1-9][0-9]*(Mi|Gi|Ti)$")]
@@ -107,7 +113,7 @@ class Values(_Model):
     email: Email | None = None
 
     def exposes(self, component: Exposed) -> bool:
-        return component in self.exposed
+        return component in ALWAYS_SCRAPED or component in self.exposed
 
 
 def parse_values(text: str, source: str) -> Values:
