@@ -192,21 +192,7 @@ def test_deleting_the_primary_pod_loses_no_acknowledged_write(stateful: Stateful
 
 
 @pytest.mark.skipif(not POWEROFF, reason="KUBEPREM_LAB_POWEROFF=0")
-@pytest.mark.parametrize(
-    "app",
-    [
-        pytest.param(
-            "redis",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="known defect, issue 5 open: in one full CI run on 2026-11-26 a "
-                "Redis primary's power-off lost 24 acknowledged writes (it passed in the "
-                "author's runs); still runs and reports every time",
-            ),
-        ),
-        "postgresql",
-    ],
-)
+@pytest.mark.parametrize("app", ["redis", "postgresql"])
 def test_powering_off_the_primary_machine_loses_no_acknowledged_write(
     stateful: Stateful, app: str
 ) -> None:
