@@ -12,6 +12,7 @@ adds a few minutes: the machine must boot and rejoin afterwards).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import time
@@ -192,10 +193,32 @@ def test_deleting_the_primary_pod_loses_no_acknowledged_write(stateful: Stateful
 
 
 @pytest.mark.skipif(not POWEROFF, reason="KUBEPREM_LAB_POWEROFF=0")
-@pytest.mark.parametrize("app", ["redis", "postgresql"])
 def test_powering_off_the_primary_machine_loses_no_acknowledged_write(
-    stateful: Stateful, app: str
+    stateful: Stateful, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run = _failover(stateful, app, "poweroff")
-    _no_acknowledged_write_lost(run)
-    assert run.primary_after is not None and run.primary_after.pod != run.primary_before.pod
+    """The operator's command: `verify --chaos` powers off the worker of each
+    app's primary (the scenarios run by default for deployed apps)."""
+    main(
+        [
+            "verify",
+            str(stateful.path),
+            "--chaos",
+            "--scenario",
+            "redis-primary-poweroff",
+            "--scenario",
+            "postgresql-primary-poweroff",
+            "--json",
+        ]
+    )
+    results = json.loads(capsys.readouterr().out)
+    print(json.dumps(results, indent=2))
+    assert [r["name"] for r in results] == ["redis-primary-poweroff", "postgresql-primary-poweroff"]
+    for r in results:
+        assert not r["error"], r
+        d = r["details"]
+        assert d["acknowledged"] and d["acknowledged"] > 0, r
+        assert d["lost"] == [], r
+        # writes came back through the primary Service, to a new primary
+        assert r["outage_seconds"] is not None, r
+        assert d["primary_after"] and d["primary_after"] != d["primary_before"], r
+        assert Path(r["timeline"]).exists()

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import http.client
 import json
+import math
 import ssl
 import threading
 import time
@@ -257,7 +258,10 @@ class ScenarioResult:
         return {
             "name": self.name,
             "passed": self.passed,
-            "outage_seconds": round(self.outage_seconds, 2),
+            # None: the service never came back within the run
+            "outage_seconds": (
+                round(self.outage_seconds, 2) if math.isfinite(self.outage_seconds) else None
+            ),
             "goal_seconds": self.goal_seconds,
             "failed_seconds": round(self.failed_seconds, 2),
             "probes": self.probes,
