@@ -193,13 +193,7 @@ def _rbac(lbls: dict[str, str]) -> list[Obj]:
             }
         ],
     }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": b.meta(ROLE, None, lbls),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ROLE},
-        "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}],
-    }
+    binding = b.role_binding(ROLE, None, lbls, ROLE, NAME, NAMESPACE)
     return [account, role, binding]
 
 
@@ -213,14 +207,7 @@ def _peer_rbac(lbls: dict[str, str]) -> list[Obj]:
         "metadata": b.meta(name, NAMESPACE, lbls),
         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}],
     }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": b.meta(name, NAMESPACE, lbls),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-        "subjects": [{"kind": "ServiceAccount", "name": NAME, "namespace": NAMESPACE}],
-    }
-    return [role, binding]
+    return [role, b.role_binding(name, NAMESPACE, lbls, name, NAME, NAMESPACE)]
 
 
 def _coredns_rules(site: Site) -> list[Obj]:

@@ -225,6 +225,30 @@ def anti_affinity(sel: Mapping[str, str], mode: Literal["preferred", "required"]
     }
 
 
+def role_binding(
+    name: str,
+    ns: str | None,
+    lbls: Mapping[str, str],
+    role: str,
+    account: str,
+    account_ns: str,
+) -> Obj:
+    """A RoleBinding in ``ns`` (a ClusterRoleBinding when ``ns`` is None) of
+    the (Cluster)Role ``role`` to one ServiceAccount."""
+    kind = "RoleBinding" if ns else "ClusterRoleBinding"
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": kind,
+        "metadata": meta(name, ns, lbls),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": kind.removesuffix("Binding"),
+            "name": role,
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": account_ns}],
+    }
+
+
 def namespace(name: str, app: str) -> Obj:
     return {
         "apiVersion": "v1",

@@ -237,13 +237,7 @@ def build(v: PostgresValues, images: dict[str, str], pw: dict[str, Sensitive[str
             {"apiGroups": [""], "resources": ["services"], "verbs": ["create"]},
         ],
     }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": b.meta(APP, ns, rbac_labels),
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": APP},
-        "subjects": [{"kind": "ServiceAccount", "name": APP, "namespace": ns}],
-    }
+    binding = b.role_binding(APP, ns, rbac_labels, APP, APP, ns)
     objects = (
         b.namespace(ns, APP),
         {
