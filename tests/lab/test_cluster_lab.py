@@ -255,6 +255,14 @@ def test_firewall_lets_each_port_in_only_from_its_roles(cluster: Cluster) -> Non
     assert _connects(cluster, "controller-1", w1, 10250)
     # what in-cluster Prometheus scrapes etcd on, from a worker's address
     assert _connects(cluster, "worker-0", c0, 2381), "a worker cannot reach etcd's metrics"
+    # the other metrics ports listen on the machine's address, open to nodes
+    for address, port, what in (
+        (c0, 10257, "kube-controller-manager"),
+        (c0, 10259, "kube-scheduler"),
+        (c0, 8405, "HAProxy's exporter"),
+        (w1, 10249, "kube-proxy's metrics"),
+    ):
+        assert _connects(cluster, "worker-0", address, port), f"a worker cannot reach {what}"
     assert _connects(cluster, "worker-0", str(site.api.vip), site.api.port)
     counters = cluster.ssh(
         "controller-0", "nft", "list", "counter", "inet", "kubeprem", "input_dropped"
