@@ -76,7 +76,8 @@ def register(sub: Any) -> None:
     p.set_defaults(handler=cmd_kubeconfig)
 
 
-def _artifacts(loaded: LoadedSite) -> ArtifactSet:
+def cluster_artifacts(loaded: LoadedSite) -> ArtifactSet:
+    """The Kubernetes binaries the site asks for: from the cache, a mirror, or built."""
     site = loaded.site
     cache = (
         resolve_relative(loaded.path, site.artifacts.cache)
@@ -91,7 +92,8 @@ def _artifacts(loaded: LoadedSite) -> ArtifactSet:
     )
 
 
-def _images(loaded: LoadedSite) -> list[ImageArchive]:
+def cluster_images(loaded: LoadedSite) -> list[ImageArchive]:
+    """The archives of the images every cluster needs (pause, DNS, smoke), built when missing."""
     site = loaded.site
     try:
         return image_archives(site, site_dir=loaded.path.parent, names=list(BASE_IMAGES))
@@ -115,7 +117,7 @@ def _print_plan(cplan: wf.ClusterPlan, verbose: bool, *, to_stderr: bool = False
 async def cmd_plan(args: argparse.Namespace) -> int:
     loaded = site_from(args)
     _, bundle = ensure_pki(loaded, datetime.now(UTC))
-    artifacts = _artifacts(loaded)
+    artifacts = cluster_artifacts(loaded)
     async with connected(loaded) as transports:
         cplan = await wf.make_plan(loaded, bundle, artifacts, transports)
     if args.json:
@@ -143,8 +145,8 @@ async def cmd_apply(args: argparse.Namespace) -> int:
         raise InputError("apply needs confirmation: run it in a terminal, or pass --yes")
     loaded = site_from(args)
     report_pki, bundle = ensure_pki(loaded, datetime.now(UTC))
-    artifacts = _artifacts(loaded)
-    images = _images(loaded)
+    artifacts = cluster_artifacts(loaded)
+    images = cluster_images(loaded)
     t0 = time.monotonic()
     async with connected(loaded) as transports:
         cplan = await wf.make_plan(loaded, bundle, artifacts, transports)

@@ -303,13 +303,13 @@ def cmd_upgrade_plan(args: argparse.Namespace) -> int:
 
 
 async def cmd_node_add(args: argparse.Namespace) -> int:
-    from kubeprem.cli.cluster_cmds import _artifacts, _images
+    from kubeprem.cli.cluster_cmds import cluster_artifacts, cluster_images
 
     loaded = site_from(args)
     loaded.site.machine(args.name)
     _, bundle = ensure_pki(loaded, datetime.now(UTC))
-    artifacts = _artifacts(loaded)
-    images = _images(loaded)
+    artifacts = cluster_artifacts(loaded)
+    images = cluster_images(loaded)
     async with connected(loaded) as transports:
         cplan = await wf.make_plan(loaded, bundle, artifacts, transports)
         changed = [h for h, hp in cplan.hosts.hosts.items() if hp.changes]
