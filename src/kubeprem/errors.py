@@ -95,7 +95,10 @@ class RemoteError(OperationError):
         shown = " ".join(self.argv)
         if len(shown) > 200:
             shown = shown[:197] + "..."
-        msg = f"{host}: {step}: `{shown}` exited with status {status}"
+        # no status: the command never finished (timeout, lost connection, a
+        # failed SFTP write); the reason is in ``stderr``
+        outcome = "failed" if status is None else f"exited with status {status}"
+        msg = f"{host}: {step}: `{shown}` {outcome}"
         if tail:
             msg += ": " + " | ".join(tail)
         super().__init__(msg)
