@@ -17,8 +17,6 @@ IP: the CNI routes between workers) and of the Service by its DNS name
 
 from __future__ import annotations
 
-import asyncio
-import time
 from dataclasses import dataclass
 
 from kubeprem.addons.kubectl import Obj, apply_objects, get_json, rollout
@@ -136,37 +134,35 @@ async def _fetch(
     every 2 s for up to ``settle`` seconds: right after kubelets, kube-proxies
     or the DNS pods restart, a Service can lack ready endpoints for a few
     seconds; a cluster that still fails after that fails the check."""
-    deadline = time.monotonic() + settle
-    while True:
-        r = await t.run(
-            gates.kubectl(
-                "exec",
-                "-n",
-                NAMESPACE,
-                client.name,
-                "--",
-                "/bin/busybox",
-                "sh",
-                "-c",
-                FETCH,
-                "smoke-check",
-                host,
-                str(port),
-            ),
-            step=f"fetch http://{host}:{port}/ from {client.name}",
-            check=False,
-            timeout=40,
+    argv = gates.kubectl(
+        "exec",
+        "-n",
+        NAMESPACE,
+        client.name,
+        "--",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        FETCH,
+        "smoke-check",
+        host,
+        str(port),
+    )
+    try:
+        r = await gates.until(
+            t,
+            argv,
+            what=f"a page from http://{host}:{port}/",
+            timeout=settle,
+            interval=2,
+            accept=lambda r: r.ok and r.stdout.startswith("HTTP/1."),
         )
-        if r.ok and r.stdout.startswith("HTTP/1."):
-            return body(r.stdout)
-        if time.monotonic() >= deadline:
-            waited = f" (tried for {settle:.0f} s)" if settle > 0 else ""
-            raise OperationError(
-                f"smoke: pod {client.name} on {client.node} could not fetch "
-                f"http://{host}:{port}/{waited} (status {r.status}): "
-                f"{(r.stderr or r.stdout).strip()[-200:] or '(no answer)'}"
-            )
-        await asyncio.sleep(2)
+    except OperationError as exc:
+        raise OperationError(
+            f"smoke: pod {client.name} on {client.node} could not fetch "
+            f"http://{host}:{port}/: {exc}"
+        ) from exc
+    return body(r.stdout)
 
 
 async def smoke_check(t: Transport, site: Site, settle: float = SETTLE) -> str:
