@@ -162,3 +162,33 @@ def test_upgrade_plan_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     doc = json.loads(capsys.readouterr().out)
     assert doc["steps"][0]["kind"] == "backup" and doc["steps"][-1]["machine"] == "worker-2"
     assert main(["upgrade", "plan", str(path), "--from", "1.29.9"]) == 2
+
+
+def test_join_etcd_adds_the_member_records_it_and_asks_for_a_new_plan(tmp_path: Path) -> None:
+    from kubeprem.site import load_site
+    from kubeprem.workflows import gates
+
+    site = tmp_path / "site.yaml"
+    site.write_text(example_text())
+    loaded = load_site(site)
+    loaded.state_dir.mkdir(parents=True)
+    listing = {"members": [m for m in MEMBERS["members"] if m.get("name")]}
+    fake = FakeTransport("controller-0")
+    seen: list[tuple[str, ...]] = []
+
+    def etcdctl(
+        f: FakeTransport, argv: tuple[str, ...], stdin: bytes | None
+    ) -> tuple[int, str, str]:
+        seen.append(argv)
+        if "list" in argv:
+            return 0, json.dumps(listing), ""
+        return 0, "", ""
+
+    fake.handle((gates.ETCDCTL,), etcdctl)
+    transports = {"controller-0": fake}
+    assert asyncio.run(nodes.join_etcd(loaded, transports, "controller-2")) is True
+    assert nodes.joined(loaded) == {"controller-2"}
+    adds = [a for a in seen if "add" in a]
+    assert len(adds) == 1 and "--peer-urls=https://10.240.0.12:2380" in adds[0]
+    # a worker has no etcd member to join
+    assert asyncio.run(nodes.join_etcd(loaded, transports, "worker-0")) is False

@@ -318,12 +318,8 @@ async def cmd_node_add(args: argparse.Namespace) -> int:
         if not _confirm(args, f"Add {args.name}?"):
             console.print("nothing changed")
             return 1
-        if loaded.site.machine(args.name).has("etcd"):
-            found = await nd.add_member(loaded.site, transports, args.name, say=_say)
-            if found != "started":
-                # its etcd must start with initial-cluster-state=existing
-                nd.record_joined(loaded, args.name)
-                cplan = await wf.make_plan(loaded, bundle, artifacts, transports)
+        if await nd.join_etcd(loaded, transports, args.name, say=_say):
+            cplan = await wf.make_plan(loaded, bundle, artifacts, transports)
         await wf.apply(loaded, cplan, transports, images, say=_say)
     console.print(f"[green]added[/] {args.name}")
     return 0

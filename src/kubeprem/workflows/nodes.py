@@ -129,6 +129,22 @@ async def add_member(
     return state
 
 
+async def join_etcd(
+    loaded: LoadedSite, transports: Mapping[str, Transport], name: str, say: Say = _quiet
+) -> bool:
+    """Before apply adds ``name``: when it is an etcd member not yet started,
+    add it to the member list (``add_member``) and record the join, so its
+    etcd starts with initial-cluster-state=existing. True when the record
+    changed what is rendered, so the plan must be made again."""
+    if not loaded.site.machine(name).has("etcd"):
+        return False
+    found = await add_member(loaded.site, transports, name, say=say)
+    if found == "started" or name in joined(loaded):
+        return False
+    record_joined(loaded, name)
+    return True
+
+
 def unexpected_changes(site: Site, changed: Sequence[str], name: str) -> list[str]:
     """Machines a `node add NAME` plan would change besides NAME and the lb machines."""
     allowed = {name} | {m.name for m in site.machines if m.has("lb")}
