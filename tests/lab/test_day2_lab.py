@@ -242,4 +242,4 @@ def test_chaos_scenarios_pass(cluster: LoadedSite, capsys: pytest.CaptureFixture
     for r in results:
         assert {"name", "passed", "outage_seconds", "goal_seconds"} <= set(r)
         assert Path(r["timeline"]).exists()
-    assert status == 0, results
+    assert status == 0, json.dumps(results, indent=1)

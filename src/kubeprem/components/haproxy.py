@@ -23,6 +23,7 @@ which the node firewall narrows to the same networks as the VIP.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from kubeprem.components import paths
@@ -48,29 +49,54 @@ APISERVER_NAME = "kubernetes"
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Connection timeouts; client/server idle limits cover long watches.
+    """Connection timeouts and health-check cadence, in seconds.
 
-    The API server ends watches after 30-60 min (--min-request-timeout 1800
-    s, randomised up to twice that), so an idle limit of one hour never cuts
-    a live watch, while ``kubectl logs -f`` on a quiet pod survives too.
+    The client/server idle limits cover long watches: the API server ends
+    watches after 30-60 min (--min-request-timeout 1800 s, randomised up to
+    twice that), so an idle limit of one hour never cuts a live watch, while
+    ``kubectl logs -f`` on a quiet pod survives too.
+
+    A dead API server must cost a client no more than a short delay. After
+    a machine is powered off, its address swallows SYNs until the neighbour
+    entry fails (several seconds), and health checks need ``fall`` failures
+    to notice. Meanwhile three things keep clients away from it:
+
+    - ``connect`` is short (a LAN connect takes well under a millisecond),
+      and a failed connect is retried on another server (``option
+      redispatch 1``), so the client waits ``connect`` once, not
+      ``retries`` times;
+    - the first failed connect marks the server down at once (``observe
+      layer4``, ``error-limit 1``, ``on-error mark-down``) for every later
+      client; checks bring it back after ``rise`` successes;
+    - checks run every ``check_interval``, and every ``fast_interval``
+      while a server is changing state.
     """
 
-    connect: str = "5s"
-    client: str = "1h"
-    server: str = "1h"
-    check: str = "3s"
-    # health-check cadence: a dead API server leaves the pool after
-    # fall*inter (about 6 s) and returns after rise*inter
-    check_interval: str = "2s"
-    fall: int = 3
+    connect: float = 0.5
+    client: float = 3600
+    server: float = 3600
+    check: float = 3  # read timeout of a check once connected
+    check_interval: float = 1
+    fast_interval: float = 0.5
+    fall: int = 2
     rise: int = 2
+    retries: int = 3
 
     def drain_seconds(self) -> int:
         """Seconds from an API server's /readyz turning red until HAProxy
         has stopped sending it new connections: ``fall`` failed checks, plus
-        one interval for a check already under way."""
-        interval = int(self.check_interval.removesuffix("s"))
-        return interval * (self.fall + 1)
+        one interval for a check already under way (counted at the slow
+        interval, rounded up)."""
+        return math.ceil(self.check_interval * (self.fall + 1))
+
+
+def _t(seconds: float) -> str:
+    """A duration in HAProxy's syntax: ``Nh``, ``Ns`` or ``Nms``."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{round(seconds * 1000)}ms"
 
 
 def config(site: Site, machine: Machine, timeouts: Timeouts = Timeouts()) -> str:
@@ -94,10 +120,13 @@ def config(site: Site, machine: Machine, timeouts: Timeouts = Timeouts()) -> str
         "    mode tcp",
         "    option tcplog",
         "    option dontlognull",
-        f"    timeout connect {t.connect}",
-        f"    timeout client {t.client}",
-        f"    timeout server {t.server}",
-        f"    timeout check {t.check}",
+        f"    timeout connect {_t(t.connect)}",
+        f"    timeout client {_t(t.client)}",
+        f"    timeout server {_t(t.server)}",
+        f"    timeout check {_t(t.check)}",
+        # a failed connect is retried at once on another server
+        f"    retries {t.retries}",
+        "    option redispatch 1",
         "",
         "# loopback only: monitor URI for keepalived's check, and the stats page",
         "frontend monitor",
@@ -127,8 +156,9 @@ def config(site: Site, machine: Machine, timeouts: Timeouts = Timeouts()) -> str
         "    http-check send meth GET uri /readyz",
         "    http-check expect status 200",
         (
-            f"    default-server check check-ssl inter {t.check_interval}"
-            f" fall {t.fall} rise {t.rise}"
+            f"    default-server check check-ssl inter {_t(t.check_interval)}"
+            f" fastinter {_t(t.fast_interval)} fall {t.fall} rise {t.rise}"
+            " observe layer4 error-limit 1 on-error mark-down"
             f" verify required ca-file {paths.CA_CRT}"
             f" crt {paths.HAPROXY_HEALTHCHECK_PEM}"
             f" check-sni {APISERVER_NAME} verifyhost {APISERVER_NAME}"

@@ -57,6 +57,7 @@ Say = Callable[[str], None]
 
 PROBE_INTERVAL = 0.1
 PROBE_TIMEOUT = 1.0
+MAX_FAILED_LISTED = 100  # failed probe attempts listed in a result's details
 PROBE_NAMESPACE = "default"
 PROBE_NAME = "kubeprem-probe"
 
@@ -290,6 +291,11 @@ def summarise(
             errors[key] = errors.get(key, 0) + 1
     result.details["probe_errors"] = errors
     result.details["failure_spans"] = [[round(a, 2), round(b, 2)] for a, b in spans]
+    # each failed attempt (when it began, how long it took, why), so that a
+    # missed goal can be explained from the JSON alone
+    result.details["failed_probes"] = [
+        [round(s.t, 2), round(s.seconds, 2), s.error[:200]] for s in samples if not s.ok
+    ][:MAX_FAILED_LISTED]
     measured = result.outage_seconds if measure == "longest" else result.failed_seconds
     result.passed = result.passed and measured <= result.goal_seconds
 
