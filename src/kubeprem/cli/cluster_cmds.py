@@ -64,7 +64,7 @@ def register(sub: Any) -> None:
         "versions, and days until the first certificate expires (warned from 30 days).",
     )
     add_site_arg(p)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
     p.set_defaults(handler=cmd_status)
 
     p = sub.add_parser(

@@ -55,10 +55,20 @@ def register(sub: Any) -> None:
         "scheduled-snapshot timer on every etcd member.",
     )
     add_site_arg(p)
-    p.add_argument("--every-hours", type=int, default=bk.DEFAULT_EVERY_HOURS)
-    p.add_argument("--keep", type=int, default=bk.DEFAULT_KEEP, help="snapshots kept on members")
+    p.add_argument(
+        "--every-hours",
+        type=int,
+        default=bk.DEFAULT_EVERY_HOURS,
+        help=f"hours between the timer's snapshots (default {bk.DEFAULT_EVERY_HOURS})",
+    )
+    p.add_argument(
+        "--keep",
+        type=int,
+        default=bk.DEFAULT_KEEP,
+        help=f"snapshots kept on members (default {bk.DEFAULT_KEEP})",
+    )
     p.add_argument("--no-timer", action="store_true", help="do not install or update the timer")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the backup taken as JSON")
     p.set_defaults(handler=cmd_backup)
 
     p = sub.add_parser(
@@ -69,8 +79,12 @@ def register(sub: Any) -> None:
         "start the control plane. The old data directories are kept beside.",
     )
     add_site_arg(p)
-    p.add_argument("snapshot", metavar="SNAPSHOT")
-    p.add_argument("--yes", "-y", action="store_true")
+    p.add_argument(
+        "snapshot",
+        metavar="SNAPSHOT",
+        help="a snapshot file, a backup folder or its name, or 'latest' (the newest backup)",
+    )
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask before restoring")
     p.set_defaults(handler=cmd_restore)
 
     p = sub.add_parser("certs", help="certificate renewal")
@@ -81,14 +95,19 @@ def register(sub: Any) -> None:
     )
     add_site_arg(q)
     q.add_argument("--all", action="store_true", help="renew every leaf certificate")
-    q.add_argument("--days", type=int, default=ce.DEFAULT_DAYS, help="renew below this many days")
+    q.add_argument(
+        "--days",
+        type=int,
+        default=ce.DEFAULT_DAYS,
+        help=f"renew below this many days (default {ce.DEFAULT_DAYS})",
+    )
     q.set_defaults(handler=cmd_certs_renew)
 
     p = sub.add_parser("encryption", help="encryption at rest")
     esub = p.add_subparsers(dest="encryption_command", metavar="COMMAND", required=True)
     q = esub.add_parser("rotate", help="new AES key: add, promote, rewrite Secrets, drop old")
     add_site_arg(q)
-    q.add_argument("--yes", "-y", action="store_true")
+    q.add_argument("--yes", "-y", action="store_true", help="do not ask before rotating")
     q.set_defaults(handler=cmd_encryption_rotate)
 
     p = sub.add_parser(
@@ -102,7 +121,11 @@ def register(sub: Any) -> None:
         "through the primary Service.",
     )
     add_site_arg(p)
-    p.add_argument("--chaos", action="store_true")
+    p.add_argument(
+        "--chaos",
+        action="store_true",
+        help="break the cluster on purpose and measure the outage of each scenario",
+    )
     p.add_argument(
         "--security",
         action="store_true",
@@ -116,22 +139,22 @@ def register(sub: Any) -> None:
         help="run only these (repeatable)",
     )
     p.add_argument("--yes", "-y", action="store_true", help="no confirmation on a real site")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=cmd_verify)
 
     p = sub.add_parser("node", help="add or remove one machine of a running cluster")
     nsub = p.add_subparsers(dest="node_command", metavar="COMMAND", required=True)
     q = nsub.add_parser("add", help="bring NAME (already in the site file) into the cluster")
     add_site_arg(q)
-    q.add_argument("name", metavar="NAME")
-    q.add_argument("--yes", "-y", action="store_true")
+    q.add_argument("name", metavar="NAME", help="machine name from the site file")
+    q.add_argument("--yes", "-y", action="store_true", help="do not ask before adding")
     q.set_defaults(handler=cmd_node_add)
     q = nsub.add_parser(
         "remove", help="drain/unregister NAME (etcd member remove for members), then reset it"
     )
     add_site_arg(q)
-    q.add_argument("name", metavar="NAME")
-    q.add_argument("--yes", "-y", action="store_true")
+    q.add_argument("name", metavar="NAME", help="machine name from the site file")
+    q.add_argument("--yes", "-y", action="store_true", help="do not ask before removing")
     q.set_defaults(handler=cmd_node_remove)
 
     p = sub.add_parser(
@@ -141,8 +164,10 @@ def register(sub: Any) -> None:
         "data (etcd data included). One etcd member of a running cluster: use `node remove`.",
     )
     add_site_arg(p)
-    p.add_argument("name", metavar="NAME", nargs="?")
-    p.add_argument("--yes", "-y", action="store_true")
+    p.add_argument(
+        "name", metavar="NAME", nargs="?", help="only this machine (default: every machine)"
+    )
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask before resetting")
     p.set_defaults(handler=cmd_reset)
 
     p = sub.add_parser("upgrade", help="upgrade planning")
@@ -153,7 +178,7 @@ def register(sub: Any) -> None:
     )
     add_site_arg(q)
     q.add_argument("--from", dest="current", required=True, help="the running version")
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--json", action="store_true", help="print the plan as JSON")
     q.set_defaults(handler=cmd_upgrade_plan)
 
 

@@ -62,12 +62,12 @@ def register(sub: Any) -> None:
         help="cut a machine's power (SIGKILL of its init); its disk is kept",
     )
     add_site_arg(p)
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="machine name from the site file")
     p.set_defaults(handler=cmd_poweroff)
 
     p = lab_sub.add_parser("start", help="boot one stopped machine, wait for SSH")
     add_site_arg(p)
-    p.add_argument("name", metavar="NAME")
+    p.add_argument("name", metavar="NAME", help="machine name from the site file")
     p.set_defaults(handler=cmd_start)
 
 

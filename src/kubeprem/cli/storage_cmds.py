@@ -31,7 +31,11 @@ def register(sub: Any) -> None:
     p.add_argument("rest", nargs="?", metavar="SITE", help=argparse.SUPPRESS)
     p.add_argument("--size", default="10Gi", help="size of each volume (default 10Gi)")
     p.add_argument("--count", type=int, default=4, help="volumes per worker (default 4)")
-    p.add_argument("--path", default=StoragePlan.root, help="folder on the workers")
+    p.add_argument(
+        "--path",
+        default=StoragePlan.root,
+        help=f"folder on the workers (default {StoragePlan.root})",
+    )
     p.add_argument("--kubeconfig", metavar="FILE", help="default: the site's admin kubeconfig")
     p.set_defaults(handler=cmd_storage)
 
