@@ -303,38 +303,3 @@ def test_dns_check_fails_with_the_answer(example_site: Site) -> None:
         asyncio.run(dns.dns_check(fake, example_site))
     assert "did not resolve kubernetes.default.svc.cluster.local to 10.32.0.1" in str(err.value)
     assert [c[3] for c in fake.commands()][-1] == "delete"
-
-
-def _dns_pod(name: str, ip: str, ready: str = "True", ns: str = "kube-system") -> dict[str, object]:
-    return {
-        "metadata": {"name": name, "namespace": ns, "uid": f"uid-{name}", "labels": dns.SELECTOR},
-        "status": {"podIP": ip, "conditions": [{"type": "Ready", "status": ready}]},
-    }
-
-
-def test_ready_peers_are_the_other_ready_dns_pods() -> None:
-    pods = {
-        "items": [
-            _dns_pod("cluster-dns-a", "10.200.0.5"),
-            _dns_pod("cluster-dns-b", "10.200.1.5"),
-            _dns_pod("cluster-dns-c", "10.200.2.5", ready="False"),  # not in the endpoints
-            _dns_pod("cluster-dns-d", "10.200.2.6", ns="other"),
-            {"metadata": {"name": "web", "namespace": "kube-system"}, "status": {}},
-        ]
-    }
-    peers = ctl.ready_peers(pods, "kube-system", ("k8s-app", "kube-dns"), "cluster-dns-a")
-    assert peers == [ctl.Peer("cluster-dns-b", "uid-cluster-dns-b", "10.200.1.5")]
-
-
-def test_a_peer_is_dead_after_its_limit_of_misses_in_a_row_only_while_we_answer() -> None:
-    a, b = ctl.Peer("a", "ua", "10.0.0.1"), ctl.Peer("b", "ub", "10.0.0.2")
-    misses: dict[str, int] = {}
-    assert ctl.dead_peers(misses, {a: False, b: True}, True, 3) == []
-    assert ctl.dead_peers(misses, {a: False, b: False}, True, 3) == []
-    # our own server does not answer: nobody is declared dead, the count goes on
-    assert ctl.dead_peers(misses, {a: False, b: False}, False, 3) == []
-    assert ctl.dead_peers(misses, {a: False, b: True}, True, 3) == [a]
-    assert misses == {"ua": 4, "ub": 0}
-    # an answer resets the count; a peer gone from the list is forgotten
-    assert ctl.dead_peers(misses, {a: True}, True, 3) == []
-    assert misses == {"ua": 0}

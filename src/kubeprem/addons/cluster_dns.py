@@ -37,7 +37,9 @@ one has not answered ``--peer-failures`` times in a row while its own
 dnsmasq answers, deletes that pod at once (grace period 0): the endpoints
 controller drops it from the Service, kube-proxy drops its conntrack
 entries, and the Deployment starts a replacement. A DNS pod is stateless, so
-deleting one that was only cut off costs nothing but a restart.
+deleting one that was only cut off costs nothing but a restart. The pod
+list, the counting and the deletion are ``peer_watch.py``'s (mounted beside
+this file, and also the Redis proxies' sidecar); the probe is a DNS query.
 
 An HTTP endpoint (``--health-port``) answers the kubelet's probes:
 ``/health`` while the sync loop turns (even when the API is unreachable:
@@ -51,19 +53,24 @@ from __future__ import annotations
 
 import http.server
 import ipaddress
-import json
 import os
 import random
 import signal
 import socket
-import ssl
 import struct
 import sys
 import threading
 import time
-import urllib.request
-from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+if __package__:  # imported as part of kubeprem (the renderer, the unit tests)
+    from kubeprem.addons import peer_watch
+else:  # in the pod: the ConfigMap mounts peer_watch.py beside this file
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import peer_watch  # type: ignore[import-not-found,no-redef]
+
+Api = peer_watch.Api
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 HOSTS_FILE = "cluster.hosts"
@@ -165,45 +172,6 @@ def reverse_zones(cidr: str) -> list[str]:
     return zones
 
 
-class Peer(NamedTuple):
-    name: str
-    uid: str
-    ip: str
-
-
-def ready_peers(pods: Obj, namespace: str, label: tuple[str, str], me: str) -> list[Peer]:
-    """The other ready DNS pods of ``namespace`` (those in the Service's
-    endpoints)."""
-    out = []
-    for pod in _items(pods):
-        ns, name = _meta(pod)
-        labels = (pod.get("metadata") or {}).get("labels") or {}
-        status = pod.get("status") or {}
-        if ns != namespace or name == me or labels.get(label[0]) != label[1]:
-            continue
-        conds = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
-        ip = status.get("podIP")
-        if conds.get("Ready") == "True" and _is_ip(ip):
-            out.append(Peer(name, str((pod.get("metadata") or {}).get("uid") or ""), str(ip)))
-    return sorted(out)
-
-
-def dead_peers(
-    misses: dict[str, int], answered: Mapping[Peer, bool], own_ok: bool, limit: int
-) -> list[Peer]:
-    """Count each peer's unanswered probes in a row (``misses``, by uid, updated
-    in place) and return those that reached ``limit``. Nobody is dead while
-    this pod's own server does not answer: then the fault is likely here."""
-    for uid in [u for u in misses if u not in {p.uid for p in answered}]:
-        del misses[uid]
-    dead = []
-    for peer, ok in answered.items():
-        misses[peer.uid] = 0 if ok else misses.get(peer.uid, 0) + 1
-        if own_ok and misses[peer.uid] >= limit:
-            dead.append(peer)
-    return dead
-
-
 # -- pure: a DNS query and its answer ---------------------------------------------
 
 
@@ -258,54 +226,6 @@ def lookup(name: str, server: str = "127.0.0.1", port: int = 53, timeout: float 
 # -- I/O: the API, the file, the probes -------------------------------------------
 
 
-class Api:
-    """The in-cluster API: its address from the environment the kubelet sets,
-    its CA and the (rotating) token from the service-account volume."""
-
-    def __init__(self, sa_dir: str = SA_DIR) -> None:
-        host = os.environ["KUBERNETES_SERVICE_HOST"]
-        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-        self.base = f"https://{host}:{port}" if ":" not in host else f"https://[{host}]:{port}"
-        self.sa_dir = sa_dir
-        self.tls = ssl.create_default_context(cafile=f"{sa_dir}/ca.crt")
-
-    def get(self, path: str) -> Obj:
-        with open(f"{self.sa_dir}/token", encoding="ascii") as f:
-            bearer = f.read().strip()  # reread: bound tokens rotate
-        req = urllib.request.Request(
-            self.base + path,
-            headers={"Authorization": f"Bearer {bearer}", "Accept": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=10, context=self.tls) as resp:
-            doc: Obj = json.load(resp)
-        return doc
-
-    def namespace(self) -> str:
-        with open(f"{self.sa_dir}/namespace", encoding="ascii") as f:
-            return f.read().strip()
-
-    def delete_pod_now(self, namespace: str, name: str, uid: str) -> None:
-        """Delete a pod with grace period 0, only if it is still that pod (uid)."""
-        with open(f"{self.sa_dir}/token", encoding="ascii") as f:
-            bearer = f.read().strip()
-        body = json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "DeleteOptions",
-                "gracePeriodSeconds": 0,
-                "preconditions": {"uid": uid},
-            }
-        ).encode()
-        req = urllib.request.Request(
-            f"{self.base}/api/v1/namespaces/{namespace}/pods/{name}",
-            data=body,
-            method="DELETE",
-            headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(req, timeout=10, context=self.tls):
-            pass
-
-
 def write_if_changed(directory: str, text: str) -> bool:
     """Replace the hosts file by rename (dnsmasq ignores dot files, and
     rereads the file on the rename); False when it already holds ``text``."""
@@ -352,19 +272,9 @@ def sync_loop(api: Api, state: State, domain: str, directory: str, interval: flo
         time.sleep(interval)
 
 
-def peer_loop(
-    api: Api,
-    state: State,
-    domain: str,
-    dns_port: int,
-    label: tuple[str, str],
-    limit: int,
-    period: float = 0.5,
-) -> None:
-    """Probe the ready peers; delete those that stopped answering (see the top)."""
-    namespace, me = api.namespace(), socket.gethostname()
+def dns_answers(domain: str, dns_port: int) -> Callable[[str], bool]:
+    """A peer probe: whether ``server`` answers ``kubernetes.default.svc.<domain>``."""
     name = f"kubernetes.default.svc.{domain}"
-    misses: dict[str, int] = {}
 
     def answers(server: str) -> bool:
         try:
@@ -372,18 +282,7 @@ def peer_loop(
         except (OSError, LookupError, ValueError):
             return False
 
-    while True:
-        started = time.monotonic()
-        try:
-            peers = ready_peers(state.pods, namespace, label, me)
-            answered = {p: answers(p.ip) for p in peers}
-            for peer in dead_peers(misses, answered, answers("127.0.0.1"), limit):
-                log(f"peer {peer.name} ({peer.ip}) did not answer {limit} probes: deleting it")
-                api.delete_pod_now(namespace, peer.name, peer.uid)
-                misses.pop(peer.uid, None)
-        except Exception as exc:  # the sync loop and dnsmasq go on regardless
-            log(f"peer check failed: {exc!r}")
-        time.sleep(max(0.0, period - (time.monotonic() - started)))
+    return answers
 
 
 def health_server(port: int, state: State, domain: str, dns_port: int) -> http.server.HTTPServer:
@@ -464,10 +363,16 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     log(f"domain {args.domain}, every {args.interval:g} s into {args.hosts_dir}")
     if args.peer_failures > 0:
-        key, _, value = args.peer_label.partition("=")
         threading.Thread(
-            target=peer_loop,
-            args=(Api(), state, args.domain, args.dns_port, (key, value), args.peer_failures),
+            target=peer_watch.peer_loop,
+            args=(
+                Api(),
+                lambda: state.pods,
+                peer_watch.parse_selector(args.peer_label),
+                dns_answers(args.domain, args.dns_port),
+                args.peer_failures,
+                log,
+            ),
             daemon=True,
         ).start()
     sync_loop(Api(), state, args.domain, args.hosts_dir, args.interval)

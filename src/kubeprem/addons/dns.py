@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Literal
 
 from kubeprem.addons import cluster_dns as controller
+from kubeprem.addons import peer_watch
 from kubeprem.addons.kubectl import Obj, apply_objects, rollout
 from kubeprem.apps import base as b
 from kubeprem.errors import OperationError
@@ -62,6 +63,7 @@ HEALTH_PORT = 8081
 HOSTS_DIR = "/run/cluster-dns/hosts"
 SCRIPT_DIR = "/opt/cluster-dns"
 SCRIPT = "cluster_dns.py"
+PEER_WATCH = "peer_watch.py"  # imported by SCRIPT from the same folder
 CHECK_POD = "kubeprem-dns-check"
 SELECTOR = {"k8s-app": "kube-dns"}
 ACCEPT = "kubeprem.io/accept"
@@ -162,6 +164,11 @@ def dnsmasq_args(site: Site, options: DnsOptions = DnsOptions()) -> list[str]:
 
 def controller_source() -> str:
     return Path(controller.__file__).read_text(encoding="utf-8")
+
+
+def peer_watch_source() -> str:
+    """peer_watch.py, which the controller imports from its own folder."""
+    return Path(peer_watch.__file__).read_text(encoding="utf-8")
 
 
 def _pdb_api(site: Site) -> str:
@@ -311,7 +318,7 @@ def manifests(
         volume = b.volume_config("config", NAME)
     else:
         image = (refs or image_refs(site))[CATALOGUE_IMAGE]
-        data = {SCRIPT: controller_source()}
+        data = {SCRIPT: controller_source(), PEER_WATCH: peer_watch_source()}
         containers = _dnsmasq_containers(site, options, image)
         volume = b.volume_config("controller", NAME)
         objs += _peer_rbac(lbls)
