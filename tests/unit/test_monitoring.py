@@ -226,3 +226,37 @@ def test_cli_render_writes_and_refuses_foreign_folder(tmp_path: Path) -> None:
     (foreign / "x").write_text("mine")
     assert main(["monitoring", "render", str(site), "--out", str(foreign)]) == 2
     assert (foreign / "x").read_text() == "mine"
+
+
+def test_app_jobs_scrape_the_metrics_services_the_app_builders_create(example_site: Site) -> None:
+    """The full values' PostgreSQL entry names the Service and ports
+    ``kubeprem app deploy postgresql`` creates, selecting the pods of its
+    StatefulSet; its job asks DNS for the Service's A records on each port."""
+    from kubeprem.apps import workflow
+    from kubeprem.apps.catalog import app_def
+    from kubeprem.apps.monitoring.scrape import jobs
+    from kubeprem.images import image_refs
+    from kubeprem.sensitive import Sensitive
+
+    class Passwords:
+        def password(self, length: int = 32) -> Sensitive[str]:
+            return Sensitive("pw")
+
+    values = load_values(FULL)
+    (target,) = [a for a in values.apps if a.namespace == "postgresql"]
+    a = app_def("postgresql")
+    built = workflow.render(a, a.values.model_validate({}), image_refs(), Passwords())
+    by_kind = {(o["kind"], o["metadata"]["name"]): o for o in built.objects}
+    service = by_kind[("Service", target.service)]
+    assert service["spec"]["clusterIP"] == "None"
+    assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == target.ports
+    pod_labels = by_kind[("StatefulSet", "postgresql")]["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+
+    site = example_site
+    (job,) = [j for j in jobs(site, values) if j["job_name"] == "app/postgresql/postgresql-metrics"]
+    name = f"postgresql-metrics.postgresql.svc.{site.cluster.domain}"
+    assert job["dns_sd_configs"] == [
+        {"names": [name], "type": "A", "port": 9187},
+        {"names": [name], "type": "A", "port": 8008},
+    ]

@@ -9,7 +9,10 @@ Service changes in the same API write that changes the leader; there is no
 window where a label and the lock disagree. Patroni also labels each pod
 ``role=master`` (leader) or ``role=replica``; the Service
 ``postgresql-replicas`` selects ``role=replica``. Patroni needs RBAC for
-Endpoints, Pods and the ``postgresql-config`` Service it creates.
+Endpoints, Pods and the ``postgresql-config`` Service it creates. The
+headless Service ``postgresql-metrics`` (ports ``metrics`` 9187 for
+postgres_exporter, ``metrics-patroni`` 8008 for Patroni's ``/metrics``) is
+what the monitoring stack scrapes.
 
 Synchronous replication (``synchronous_mode``) is on by default: a commit
 returns once a standby has it, so failover loses no acknowledged write.
@@ -271,6 +274,18 @@ def build(v: PostgresValues, images: dict[str, str], pw: dict[str, Sensitive[str
             lb,
             {**sel, "role": "replica"},
             [("postgresql", 5432)],
+        ),
+        # the monitoring convention (docs/monitoring.md): every member, the
+        # exporter and Patroni's /metrics; not-ready members too, so a
+        # member that cannot start still reports why
+        b.service(
+            "postgresql-metrics",
+            ns,
+            lb,
+            sel,
+            [("metrics", 9187), ("metrics-patroni", 8008)],
+            headless=True,
+            publish_not_ready=True,
         ),
         sts,
         b.pdb(APP, ns, lb, sel),

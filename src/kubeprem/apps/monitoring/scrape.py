@@ -11,7 +11,9 @@ is rejected: its client libraries are not packaged), so:
   for machines anyway; adding a node means re-rendering (and redeploying)
   the monitoring configuration, as it does for every other component;
 - application exporters and the Alertmanager replicas are found by DNS
-  (cluster DNS): SRV records of a headless Service's named port.
+  (cluster DNS): the A records of a headless Service, every pod address
+  behind it, scraped on the port numbers the values give. Not SRV records:
+  the lab's cluster DNS (dnsmasq fed from hosts files) serves none.
 
 Static API server targets are also the right choice on their own: the API
 server's endpoint reconciler removes a stopped API server from the
@@ -98,21 +100,23 @@ def _via_apiserver(site: Site, job: str, path: str) -> Job:
 
 
 def _app_job(app: AppTarget, domain: str) -> Job:
+    """Every address of the app's headless Service, on each exporter port.
+
+    An A record carries no pod name, so ``pod`` is the pod's address: the
+    same for all ports of one pod, which is what the rules join on
+    (``on (namespace, pod)``). ``instance`` stays ``<address>:<port>``.
+    """
+    name = f"{app.service}.{app.namespace}.svc.{domain}"
     return {
         "job_name": f"app/{app.namespace}/{app.service}",
         "dns_sd_configs": [
-            {
-                "names": [
-                    f"_{port}._tcp.{app.service}.{app.namespace}.svc.{domain}" for port in app.ports
-                ],
-                "type": "SRV",
-            }
+            {"names": [name], "type": "A", "port": port} for port in app.ports.values()
         ],
         "relabel_configs": [
             {
-                # <pod>.<service>.<namespace>.svc.<domain>. -> <pod>
-                "source_labels": ["__meta_dns_srv_record_target"],
-                "regex": r"([^.]+)\..*",
+                # <address>:<port> -> <address> (an IPv6 address keeps its brackets)
+                "source_labels": ["__address__"],
+                "regex": r"(.+):[0-9]+",
                 "target_label": "pod",
             },
             {"target_label": "namespace", "replacement": app.namespace},

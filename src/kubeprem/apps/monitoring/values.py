@@ -80,16 +80,22 @@ class Email(_Model):
     send_resolved: bool = True
 
 
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
 class AppTarget(_Model):
     """An application's exporters, found by DNS: a headless Service in
-    ``namespace`` whose exporter ports are named ``ports`` (``metrics``, and
-    e.g. ``metrics-patroni``); Prometheus asks for its SRV records and scrapes
-    every pod behind it."""
+    ``namespace`` selecting the application's pods, and the exporter ports
+    by name and number (``{metrics: 9121}``; PostgreSQL also
+    ``metrics-patroni: 8008``). Prometheus asks for the Service's A records
+    (every pod address) and scrapes each address on each port: cluster DNS
+    serves no SRV records, and Debian's Prometheus has no Kubernetes
+    discovery, so the numbers must be given."""
 
     namespace: Name
     service: Name
     app_instance: Name | None = None  # defaults to the Service name
-    ports: Annotated[list[Name], Field(min_length=1)] = ["metrics"]
+    ports: Annotated[dict[Name, Port], Field(min_length=1)]
 
     @property
     def instance(self) -> str:
