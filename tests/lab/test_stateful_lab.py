@@ -312,3 +312,264 @@ def test_monitoring_scrapes_the_app_exporters(stateful: Stateful, tmp_path: Path
             f"{pod}: {raised}; patroni_primary per pod: "
             f"{[(r['metric'].get('pod'), r['value'][1]) for r in primary_per_pod]}"
         )
+
+
+# -- BigBlueButton on the lab ------------------------------------------------------
+#
+# BigBlueButton's own images cannot be pulled here, so none of its containers
+# runs on the lab. What runs: a server-side dry run of every BigBlueButton
+# manifest (`app deploy --dry-run`), and one BigBlueButton server's own Redis
+# and PostgreSQL (the objects ``kubeprem.apps.redis.build`` and
+# ``postgresql.build`` make inside ``bigbluebutton/server.py``), deployed on
+# their own and failed over like the apps above. docs/bigbluebutton.md says so.
+
+BBB_STATEFUL_PARTS = ("redis", "postgresql")  # their objects' app.kubernetes.io/name
+
+
+def _bbb_values(s: Stateful, folder: Path) -> Path:
+    """BigBlueButton values suited to the lab: one server per worker, named
+    after it (namespaces bbb-worker-0, ...; the last one disabled, so
+    Scalelite's list holds a cordoned server too), each announcing its
+    worker's own address (the lab has no public address and no NAT), the
+    machines' subnet as node_cidr, and small claims. No NFS server exists in
+    the lab: nothing here mounts the recordings share."""
+    site = s.loaded.site
+    workers = site.workers
+    lines = ["domain: bbb.lab.example", "servers:"]
+    for i, w in enumerate(workers):
+        enabled = ", enabled: false" if i == len(workers) - 1 and i > 0 else ""
+        lines.append(f"  - {{name: {w.name}, public_ipv4: {w.address}{enabled}}}")
+    lines += [
+        f"node_cidr: {site.network.node_cidr}",
+        "storage: {size: 1Gi}",
+        "redis_storage: {size: 1Gi}",
+        "postgresql_storage: {size: 1Gi}",
+    ]
+    path = folder / "bigbluebutton.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _bbb_namespaces(s: Stateful) -> list[str]:
+    return ["bigbluebutton", *(f"bbb-{w.name}" for w in s.loaded.site.workers)]
+
+
+def test_bigbluebutton_manifests_pass_a_server_side_dry_run(
+    stateful: Stateful, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`app deploy bigbluebutton --dry-run`: the preflight checks, then every
+    manifest (Scalelite, each server's pods, Redis, PostgreSQL, policies,
+    claims, the Job) dry-run by the lab's API server; the namespaces made for
+    the check are gone afterwards and nothing was applied."""
+    s = stateful
+    values = _bbb_values(s, tmp_path)
+    namespaces = _bbb_namespaces(s)
+    assert [n for n in namespaces if _namespace_exists(s.api, n)] == []
+    status = main(
+        ["app", "deploy", str(s.path), "bigbluebutton", "--values", str(values), "--dry-run"]
+    )
+    out, err = capsys.readouterr()
+    print(out, err)
+    assert status == 0, err
+    assert "dry run passed" in out
+    # `--dry-run` waits for the namespaces it created to be gone
+    assert [n for n in namespaces if _namespace_exists(s.api, n)] == []
+
+
+def _pod_references(obj: dict[str, Any]) -> set[tuple[str, str]]:
+    """(kind, name) of the Secrets, ConfigMaps and ServiceAccount a workload's pods need."""
+    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    out: set[tuple[str, str]] = set()
+    if pod.get("serviceAccountName"):
+        out.add(("ServiceAccount", str(pod["serviceAccountName"])))
+    for v in pod.get("volumes") or []:
+        if "secret" in v and not v["secret"].get("optional"):
+            out.add(("Secret", str(v["secret"]["secretName"])))
+        if "configMap" in v and not v["configMap"].get("optional"):
+            out.add(("ConfigMap", str(v["configMap"]["name"])))
+    for c in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+        for e in c.get("env") or []:
+            ref = e.get("valueFrom") or {}
+            if "secretKeyRef" in ref:
+                out.add(("Secret", str(ref["secretKeyRef"]["name"])))
+            if "configMapKeyRef" in ref:
+                out.add(("ConfigMap", str(ref["configMapKeyRef"]["name"])))
+        for e in c.get("envFrom") or []:
+            if "secretRef" in e:
+                out.add(("Secret", str(e["secretRef"]["name"])))
+            if "configMapRef" in e:
+                out.add(("ConfigMap", str(e["configMapRef"]["name"])))
+    return out
+
+
+def _server_stateful_parts(objects: Any, namespace: str) -> list[dict[str, Any]]:
+    """One BigBlueButton server's Redis and PostgreSQL out of the whole render:
+    its Namespace, every object of ``namespace`` labelled
+    app.kubernetes.io/name redis or postgresql (their Secrets, ConfigMaps,
+    RBAC, Services, StatefulSets, the redis-proxy Deployment, PDBs), and any
+    object of the namespace their pods reference. Left out: the server's own
+    pods, claim and Services, and its NetworkPolicies (they admit only the
+    server's pods, not the failover client; the lab's CNI does not enforce
+    them anyway)."""
+    mine = [
+        o
+        for o in objects
+        if o["metadata"].get("namespace") == namespace
+        or (o["kind"] == "Namespace" and o["metadata"]["name"] == namespace)
+    ]
+    keep = [
+        o
+        for o in mine
+        if o["kind"] == "Namespace"
+        or (o["metadata"].get("labels") or {}).get("app.kubernetes.io/name") in BBB_STATEFUL_PARTS
+    ]
+    have = {(o["kind"], o["metadata"]["name"]) for o in keep}
+    rendered = {(o["kind"], o["metadata"]["name"]): o for o in mine}
+    for ref in sorted({r for o in keep for r in _pod_references(o)}):
+        if ref not in have:
+            assert ref in rendered, f"{namespace}: the pods need {ref}, which is not rendered"
+            keep.append(rendered[ref])
+            have.add(ref)
+    return keep
+
+
+def _ensure_free_volumes(s: Stateful, per_worker: int) -> None:
+    """At least ``per_worker`` unclaimed local volumes on every worker.
+    `storage --count N` means N volumes per worker (local-<worker>-0 .. N-1;
+    the existing ones are kept), so add what the fullest worker lacks."""
+    free = {w.name: 0 for w in s.loaded.site.workers}
+    count = 0
+    for pv in s.api.list("PersistentVolume"):
+        node = (pv["metadata"].get("labels") or {}).get("kubeprem.io/node")
+        if node not in free:
+            continue
+        count = max(count, int(str(pv["metadata"]["name"]).rsplit("-", 1)[1]) + 1)
+        unclaimed = not (pv.get("spec") or {}).get("claimRef")
+        if (pv.get("status") or {}).get("phase") == "Available" and unclaimed:
+            free[node] += 1
+    missing = per_worker - min(free.values())
+    print(f"free volumes per worker: {free}; {count} per worker exist")
+    if missing > 0:
+        site = str(s.path)
+        assert main(["storage", site, "--size", "5Gi", "--count", str(count + missing)]) == 0
+
+
+def _first_primary(find: Callable[[], fo.Primary], timeout: float = 300) -> fo.Primary:
+    from kubeprem.errors import OperationError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return find()
+        except OperationError as exc:
+            if time.monotonic() > deadline:
+                pytest.fail(f"no primary after {timeout:.0f} s: {exc}")
+            time.sleep(3)
+
+
+def test_bigbluebutton_stateful_parts_run_and_survive_a_primary_failure(
+    stateful: Stateful, tmp_path: Path
+) -> None:
+    """One BigBlueButton server's Redis and PostgreSQL, exactly as the
+    BigBlueButton render makes them, deployed on the lab; deleting each
+    one's primary pod loses no acknowledged write and a primary serves again.
+    The namespace is deleted at the end, so later tests see the cluster as before."""
+    from dataclasses import replace
+
+    from kubeprem.apps import workflow
+    from kubeprem.apps.base import SystemPasswords
+    from kubeprem.apps.catalog import APPS
+    from kubeprem.apps.values import load_values
+
+    s = stateful
+    app = APPS["bigbluebutton"]
+    values = load_values(app.values, _bbb_values(s, tmp_path))
+    images = image_refs(s.loaded.site)
+    rendered = workflow.render(app, values, images, SystemPasswords(), s.api)
+    ns = f"bbb-{values.servers[0].name}"
+    parts = _server_stateful_parts(rendered.objects, ns)
+    workloads = sorted(
+        (o["kind"], o["metadata"]["name"]) for o in parts if "template" in (o.get("spec") or {})
+    )
+    assert workloads == [
+        ("Deployment", "redis-proxy"),
+        ("StatefulSet", "postgresql"),
+        ("StatefulSet", "redis"),
+        ("StatefulSet", "redis-sentinel"),
+    ]
+    assert {"Namespace", "Secret", "ConfigMap", "Service", "PodDisruptionBudget"} <= {
+        o["kind"] for o in parts
+    }
+    # workflow.deploy imports no image: the fixture's `app deploy redis` and
+    # `app deploy postgresql` imported these into every worker (same builders;
+    # the proxies' peer-watch sidecar runs the cluster-dns image, which the
+    # cluster DNS phase also put there)
+    on_workers: set[str] = set()
+    for name in BBB_STATEFUL_PARTS:
+        a = APPS[name]
+        made = workflow.render(a, a.values(), images, SystemPasswords()).objects
+        on_workers |= set(workflow.image_refs_of(made))
+    needed = workflow.image_refs_of(parts)
+    assert set(needed) <= on_workers, f"not imported by the fixture: {set(needed) - on_workers}"
+
+    # Claims: Redis 3 and PostgreSQL 3 (1Gi each, bound to 5Gi local volumes).
+    # The fixture made 3 volumes per worker and its Redis and PostgreSQL hold 6;
+    # the monitoring test may have added volumes and claimed 4 more. Three free
+    # on every worker leave room whatever the scheduler's spread (the pods'
+    # anti-affinity is only preferred).
+    claims = sum(
+        int(o["spec"]["replicas"])
+        for o in parts
+        if o["kind"] == "StatefulSet" and o["spec"].get("volumeClaimTemplates")
+    )
+    assert claims == 6
+    _ensure_free_volumes(s, per_worker=3)
+
+    stateful_pods = sum(int(o["spec"]["replicas"]) for o in parts if o["kind"] == "StatefulSet")
+    part_set = replace(
+        rendered,
+        app=app.name,
+        namespace=ns,
+        objects=tuple(parts),
+        storage_classes=(
+            values.redis_storage.storage_class,
+            values.postgresql_storage.storage_class,
+        ),
+        required_spread=0,
+    )
+
+    def finder(name: str) -> Callable[[], fo.Primary]:
+        if name == "redis":
+            return lambda: fo.redis_primary(
+                s.api, lambda pod: kubectl_exec(s.kubeconfig, ns, pod, fo.REDIS_ASK), ns
+            )
+        return lambda: fo.postgresql_primary(s.api, ns)
+
+    def delete_primary(p: fo.Primary) -> None:
+        s.api.delete("Pod", p.pod, ns)
+
+    try:
+        workflow.deploy(s.api, part_set, s.loaded.site, timeout=900, progress=print)
+        for name, usual in fo.TARGETS.items():
+            find = finder(name)
+            _first_primary(find)
+            target = replace(usual, namespace=ns)  # the BigBlueButton server's own
+            run = fo.run_failover(
+                s.api,
+                target,
+                images[target.image_key],
+                fault="delete",
+                find_primary=find,
+                inject=delete_primary,
+                duration=45,
+                say=print,
+            )
+            _wait_ready(s, ns, stateful_pods)
+            print(run.to_json() | {"timeline": "..."})
+            _no_acknowledged_write_lost(run)
+    finally:
+        s.api.delete("Namespace", ns)
+        deadline = time.monotonic() + 300
+        while _namespace_exists(s.api, ns) and time.monotonic() < deadline:
+            time.sleep(3)
+        print(f"namespace {ns} {'still terminating' if _namespace_exists(s.api, ns) else 'gone'}")

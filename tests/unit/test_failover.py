@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
+from kubeprem.apps import workflow
 from kubeprem.apps.base import FS_GROUP
+from kubeprem.apps.catalog import APPS
 from kubeprem.errors import OperationError
+from kubeprem.images import image_refs
 from kubeprem.kube import FakeKubeAPI
 from kubeprem.workflows import failover as fo
+from tests.unit.test_apps import Counting
 
 LOG = """cat: something harmless
 W 1 1000 ok
@@ -110,3 +115,36 @@ def test_primary_lookups() -> None:
         }
     )
     assert fo.postgresql_primary(api, "ns") == fo.Primary("postgresql-0", "worker-0")
+
+
+def test_a_target_in_another_namespace_writes_through_that_namespaces_service() -> None:
+    """The lab fails over a BigBlueButton server's own Redis and PostgreSQL
+    (namespace bbb-<server>): the same targets with the namespace replaced,
+    whose Secret the BigBlueButton render holds there with the key the writer reads."""
+    app = APPS["bigbluebutton"]
+    values = app.values.model_validate({"servers": [{"name": "w1", "public_ipv4": "192.0.2.1"}]})
+    objects = workflow.render(app, values, image_refs(), Counting()).objects
+    reads = {"redis": "/etc/auth/password", "postgresql": "/etc/auth/superuser-password"}
+    for name, usual in fo.TARGETS.items():
+        target = replace(usual, namespace="bbb-w1")
+        pod = fo.client_pod(target, "img", name="c", prefix="c", duration=1, max_writes=1, pause=0)
+        assert pod["metadata"]["namespace"] == "bbb-w1"
+        env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+        assert env["TARGET"] == f"{name}.bbb-w1.svc"
+        secret = next(
+            o
+            for o in objects
+            if o["kind"] == "Secret"
+            and o["metadata"]["name"] == target.secret
+            and o["metadata"]["namespace"] == "bbb-w1"
+        )
+        key = reads[name].rsplit("/", 1)[1]
+        assert key in secret["data"] and reads[name] in target.script
+        service = [
+            o
+            for o in objects
+            if o["kind"] == "Service"
+            and o["metadata"]["name"] == target.service
+            and o["metadata"]["namespace"] == "bbb-w1"
+        ]
+        assert len(service) == 1

@@ -6,14 +6,16 @@ everything it can before changing anything: the storage classes the claims
 name exist (or a default does), there are enough workers for required
 anti-affinity, and the API server accepts every object in a server dry run.
 Only then are the objects applied, in the order of ``kubeprem.kube.resources``,
-and waited for with kubectl's rollout semantics.
+and waited for with kubectl's rollout semantics. ``dry_run`` does the checks
+and the server dry run only, and says what a deploy would create or change.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from kubeprem.apps.base import PasswordSource, Rendered, secret_values
 from kubeprem.apps.catalog import AppDef
@@ -21,7 +23,7 @@ from kubeprem.apps.storage import default_classes
 from kubeprem.apps.values import Values
 from kubeprem.errors import InputError
 from kubeprem.kube.api import KubeAPI, KubeError
-from kubeprem.kube.resources import ident
+from kubeprem.kube.resources import apply_order, ident
 from kubeprem.kube.rollout import apply_all, delete_all, rollout_state, wait_rolled_out
 from kubeprem.site.model import Site
 
@@ -97,19 +99,13 @@ def deploy(
     ``before_apply`` runs once the dry run passed (the CLI imports the app's
     images into the workers' containerd there), so bad input changes no node."""
     preflight(api, rendered, site)
-    ns_objs = [o for o in rendered.objects if o["kind"] == "Namespace"]
-    created_ns = []
-    for ns in ns_objs:
-        # namespaced objects can be dry-run only in a namespace that exists
-        if api.get("Namespace", ns["metadata"]["name"]) is None:
-            api.apply(ns)
-            created_ns.append(ns["metadata"]["name"])
+    created_ns = _create_missing_namespaces(api, rendered)
     try:
         apply_all(api, rendered.objects, dry_run=True, progress=progress)
     except KubeError as exc:
         for name in created_ns:
             api.delete("Namespace", name)
-        if exc.status is not None and 400 <= exc.status < 500:
+        if _bad_input(exc):
             raise InputError(
                 f"the API server refused the manifests, nothing applied: {exc}"
             ) from exc
@@ -122,6 +118,112 @@ def deploy(
         if sleep is not None:
             kwargs["sleep"] = sleep
         wait_rolled_out(api, rendered.objects, **kwargs)
+
+
+def _create_missing_namespaces(api: KubeAPI, rendered: Rendered) -> list[str]:
+    """Namespaced objects can be dry-run only in a namespace that exists:
+    create the app's missing namespaces; the names of those created."""
+    created = []
+    for ns in rendered.objects:
+        if ns["kind"] == "Namespace" and api.get("Namespace", ns["metadata"]["name"]) is None:
+            api.apply(ns)
+            created.append(str(ns["metadata"]["name"]))
+    return created
+
+
+def _bad_input(exc: KubeError) -> bool:
+    """A 4xx answer to a dry run: the manifests are wrong (exit 2), not the cluster."""
+    return exc.status is not None and 400 <= exc.status < 500
+
+
+Action = Literal["create", "change", "unchanged"]
+# set by the API server on every write: not part of what a deploy changes
+_VOLATILE = ("managedFields", "resourceVersion", "generation", "creationTimestamp", "uid")
+_SAY = {"create": "would be created", "change": "would change", "unchanged": "unchanged"}
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What ``deploy`` would do: (action, object) in apply order; the
+    namespaces created for the check and deleted again, and those of them
+    still there at the end (terminating, or their deletion failed)."""
+
+    planned: tuple[tuple[Action, str], ...]
+    namespaces: tuple[str, ...]
+    left: tuple[str, ...] = ()
+
+    def count(self, action: Action) -> int:
+        return sum(1 for a, _ in self.planned if a == action)
+
+
+def _comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _VOLATILE}
+    return {k: v for k, v in obj.items() if k != "status"} | {"metadata": meta}
+
+
+def dry_run(
+    api: KubeAPI,
+    rendered: Rendered,
+    site: Site | None,
+    *,
+    progress: Progress = lambda _: None,
+    namespace_timeout: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DryRun:
+    """``deploy`` without the deploy: the same preflight checks, then a server
+    dry run (dryRun=All) of every object, compared with what is stored to say
+    what would be created or changed. Imports no image and applies nothing,
+    except the app's missing namespaces: namespaced objects can be dry-run only
+    in a namespace that exists, so those are created for the check and always
+    deleted afterwards (on failure too); this waits up to ``namespace_timeout``
+    seconds for them to be gone."""
+    preflight(api, rendered, site)
+    created = _create_missing_namespaces(api, rendered)
+    planned: list[tuple[Action, str]] = []
+    try:
+        for obj in apply_order(rendered.objects):
+            meta = obj["metadata"]
+            kind, name = str(obj["kind"]), str(meta["name"])
+            fresh = kind == "Namespace" and name in created
+            live = None if fresh else api.get(kind, name, meta.get("namespace"))
+            try:
+                stored = api.apply(obj, dry_run=True)
+            except KubeError as exc:
+                if _bad_input(exc):
+                    raise InputError(
+                        f"the API server refused the manifests (dry run, nothing applied): {exc}"
+                    ) from exc
+                raise
+            action: Action = "create"
+            if live is not None:
+                action = "unchanged" if _comparable(live) == _comparable(stored) else "change"
+            planned.append((action, ident(obj)))
+            progress(f"validated {ident(obj)}: {_SAY[action]}")
+    finally:
+        undeleted = []
+        for name in reversed(created):
+            try:
+                api.delete("Namespace", name)
+                progress(f"deleted namespace {name} (created for the dry run)")
+            except KubeError as exc:
+                undeleted.append(name)
+                progress(f"could not delete namespace {name} (created for the dry run): {exc}")
+    left = _wait_gone(api, [n for n in created if n not in undeleted], namespace_timeout, sleep)
+    return DryRun(tuple(planned), tuple(created), (*undeleted, *left))
+
+
+def _wait_gone(
+    api: KubeAPI, namespaces: list[str], timeout: float, sleep: Callable[[float], None]
+) -> list[str]:
+    """Namespaces still there (terminating) after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    left = list(namespaces)
+    while left:
+        left = [n for n in left if api.get("Namespace", n) is not None]
+        if not left or time.monotonic() >= deadline:
+            break
+        sleep(1.0)
+    return left
 
 
 @dataclass(frozen=True)
@@ -205,10 +307,12 @@ def destroy(
 
 
 __all__ = [
+    "DryRun",
     "PodRow",
     "WorkloadRow",
     "deploy",
     "destroy",
+    "dry_run",
     "image_refs_of",
     "preflight",
     "render",

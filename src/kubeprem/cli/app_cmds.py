@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from kubeprem.apps import workflow
-from kubeprem.apps.base import SystemPasswords
+from kubeprem.apps.base import Rendered, SystemPasswords
 from kubeprem.apps.catalog import APPS, app_def
 from kubeprem.apps.values import load_values
 from kubeprem.cli.common import add_site_arg, console, console_err, site_from
 from kubeprem.errors import InputError
 from kubeprem.images import image_archives, image_refs
+from kubeprem.kube.api import KubeAPI
 from kubeprem.kube.http import HttpKubeAPI
 from kubeprem.kube.resources import ident, rank_of
 from kubeprem.pki.store import KUBECONFIG_DIR, pki_dir
@@ -48,6 +49,15 @@ def register(sub: Any) -> None:
         if name == "deploy":
             c.add_argument("--no-wait", action="store_true", help="do not wait for the rollout")
             c.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
+            c.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="only check: the same preflight checks, then a server-side dry run "
+                "(dryRun=All) of every object, and what would be created or changed; imports "
+                "no image and applies nothing. The app's namespaces that do not exist yet are "
+                "created for the check (the server dry-runs objects only in an existing "
+                "namespace) and always deleted again afterwards",
+            )
         if name == "destroy":
             c.add_argument(
                 "--delete-data",
@@ -133,6 +143,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     app, values, api, loaded = _prepare(args)
     rendered = workflow.render(app, values, image_refs(loaded.site), SystemPasswords(), api)
     refs = workflow.image_refs_of(rendered.objects)
+    if args.dry_run:
+        return _dry_run(app.name, api, rendered, loaded, refs)
     workflow.deploy(
         api,
         rendered,
@@ -143,6 +155,37 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         before_apply=lambda: import_app_images(loaded, refs),
     )
     console.print(f"[green]{app.name} deployed[/] in namespace {rendered.namespace}")
+    return 0
+
+
+def _dry_run(
+    name: str, api: KubeAPI, rendered: Rendered, loaded: LoadedSite, refs: Sequence[str]
+) -> int:
+    result = workflow.dry_run(api, rendered, loaded.site, progress=lambda line: console.print(line))
+    changed = [obj for action, obj in result.planned if action == "change"]
+    console.print(
+        f"[green]{name}: dry run passed[/]: the API server accepted all "
+        f"{len(result.planned)} objects: {result.count('create')} would be created, "
+        f"{result.count('change')} would change, {result.count('unchanged')} unchanged"
+    )
+    if changed:
+        console.print("would change: " + ", ".join(changed))
+    console.print(
+        f"nothing applied, no image imported (a deploy needs {len(refs)} image(s) in every "
+        "worker's containerd, imported from their archives: " + (", ".join(refs) or "none") + ")"
+    )
+    if result.namespaces:
+        console.print(
+            f"namespace(s) {', '.join(result.namespaces)} did not exist: created for the "
+            "dry run and deleted again"
+        )
+    if result.left:
+        console_err.print(
+            f"[red]namespace(s) {', '.join(result.left)} created for the dry run are still "
+            "there[/] (terminating, or their deletion failed): check with "
+            f"`kubectl get namespace {' '.join(result.left)}`"
+        )
+        return 1
     return 0
 
 
