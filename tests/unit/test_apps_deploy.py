@@ -22,6 +22,7 @@ def test_the_images_to_import_are_the_ones_the_pods_run() -> None:
         IMAGES["redis"],
         IMAGES["redis-exporter"],
         IMAGES["haproxy"],
+        IMAGES["cluster-dns"],  # the proxies' peer-watch sidecar (python3)
     ]
     assert workflow.image_refs_of(rendered("postgresql").objects) == [
         IMAGES["postgresql"],

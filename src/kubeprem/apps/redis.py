@@ -31,6 +31,11 @@ Topology ``sentinel`` (the default):
   the new one. (A Service selecting a ``role=primary`` pod label cannot do
   that: established connections keep their conntrack entry to the old pod.)
   The race window is described in docs/redis.md.
+- Each proxy pod has a ``peer-watch`` sidecar (kubeprem.addons.peer_watch,
+  as the cluster DNS pods do): a proxy on a machine that lost power would
+  stay in the ``redis`` Service for the node grace period (40 s), and half
+  the new connections would hang; its living peer deletes it after 4 probes
+  (about 2 s) instead. With one proxy there is no peer, and no sidecar.
 
 The password lives in the Secret ``redis-auth`` only: Redis, Sentinel and
 HAProxy write their configuration at start into a memory-backed emptyDir
@@ -44,15 +49,20 @@ Job that creates the cluster once; clients must be cluster-aware.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
+from kubeprem.addons import peer_watch
 from kubeprem.apps import base as b
 from kubeprem.apps.values import ResourcesV, Spread, StorageV, Values
 from kubeprem.sensitive import Sensitive
 
 APP = "redis"
+PEER_WATCH = "peer_watch.py"  # kubeprem.addons.peer_watch, in the ConfigMap
+PEER_WATCH_IMAGE = "cluster-dns"  # the catalogue image with python3
+PEER_WATCH_HEALTH = 8406
 SECRET = "redis-auth"
 MASTER = "mymaster"
 
@@ -72,6 +82,7 @@ class RedisValues(Values):
     sentinel_resources: ResourcesV = ResourcesV(cpu="50m", memory="64Mi")
     proxy_resources: ResourcesV = ResourcesV(cpu="50m", memory="64Mi")
     exporter_resources: ResourcesV = ResourcesV(cpu="20m", memory="32Mi")
+    peer_watch_resources: ResourcesV = ResourcesV(cpu="20m", memory="32Mi")
     proxies: int = Field(default=2, ge=1, le=5)
     # HAProxy's resolver ignores resolv.conf's search list: it needs full names
     cluster_domain: str = Field(
@@ -276,6 +287,34 @@ backend primary
 """
 
 
+def peer_watch_source() -> str:
+    return Path(peer_watch.__file__).read_text(encoding="utf-8")
+
+
+def _peer_watch_rbac(ns: str) -> tuple[b.Obj, ...]:
+    """The proxies' sidecar lists the proxy pods and deletes a dead one.
+    RBAC cannot narrow ``delete`` to some labels: the token may delete any pod
+    of the namespace; peer_watch.py deletes only pods of its selector, by uid."""
+    lbls = b.labels(APP, "rbac")
+    name = "redis-proxy"
+    account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": b.meta(name, ns, lbls)}
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": b.meta(name, ns, lbls),
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "delete"]}],
+    }
+    return account, role, b.role_binding(name, ns, lbls, name, name, ns)
+
+
+def _metrics_service(ns: str, lbls: dict[str, str], sel: dict[str, str]) -> b.Obj:
+    """The monitoring convention (docs/monitoring.md): every Redis server's
+    redis_exporter, not-ready servers too (they still report why)."""
+    return b.service(
+        "redis-metrics", ns, lbls, sel, [("metrics", 9121)], headless=True, publish_not_ready=True
+    )
+
+
 def build(v: RedisValues, images: dict[str, str], pw: dict[str, Sensitive[str]]) -> b.Rendered:
     if v.topology == "cluster":
         return _build_cluster(v, images, pw)
@@ -299,6 +338,7 @@ def build(v: RedisValues, images: dict[str, str], pw: dict[str, Sensitive[str]])
             "start-redis.sh": START_REDIS,
             "start-sentinel.sh": START_SENTINEL,
             "start-proxy.sh": START_PROXY,
+            PEER_WATCH: peer_watch_source(),
         },
     )
     where = (
@@ -411,6 +451,22 @@ def build(v: RedisValues, images: dict[str, str], pw: dict[str, Sensitive[str]])
         readiness=b.Probe("http", "8404:/healthz", period=2),
         liveness=b.Probe("http", "8404:/healthz", period=10, failures=3),
     )
+    watch = b.Container(
+        name="peer-watch",
+        image=images[PEER_WATCH_IMAGE],
+        resources=_res(v.peer_watch_resources),
+        command=(
+            "python3",
+            f"/etc/redis-config/{PEER_WATCH}",
+            f"--selector={','.join(f'{k}={x}' for k, x in sp.items())}",
+            "--port=6379",
+            f"--health-port={PEER_WATCH_HEALTH}",
+        ),
+        ports=(("peer-health", PEER_WATCH_HEALTH),),
+        mounts=(config_mount,),
+        readiness=b.Probe("http", f"{PEER_WATCH_HEALTH}:/health", period=10),
+        liveness=b.Probe("http", f"{PEER_WATCH_HEALTH}:/health", period=10, failures=3),
+    )
     proxy_deploy = b.deployment(
         "redis-proxy",
         ns,
@@ -418,13 +474,15 @@ def build(v: RedisValues, images: dict[str, str], pw: dict[str, Sensitive[str]])
         sp,
         replicas=v.proxies,
         pod=b.PodSpec(
-            containers=(proxy,),
+            containers=(proxy, watch) if v.proxies > 1 else (proxy,),
             volumes=(*vols, b.volume_memory("run")),
             affinity=b.anti_affinity(sp, "preferred"),
+            service_account="redis-proxy" if v.proxies > 1 else None,
         ),
     )
     objects = (
         b.namespace(ns, APP),
+        *(_peer_watch_rbac(ns) if v.proxies > 1 else ()),
         b.secret(SECRET, ns, b.labels(APP, "auth"), pw),
         cfg,
         b.service(
@@ -441,6 +499,7 @@ def build(v: RedisValues, images: dict[str, str], pw: dict[str, Sensitive[str]])
         ),
         b.service("redis", ns, lp, sp, [("redis", 6379)]),
         b.service("redis-sentinel", ns, ls, ss, [("sentinel", 26379)]),
+        _metrics_service(ns, lr, sr),
         server_set,
         sentinel_set,
         proxy_deploy,
@@ -590,6 +649,7 @@ def _build_cluster(
             publish_not_ready=True,
         ),
         b.service("redis-cluster", ns, lr, sr, [("redis", 6379)]),
+        _metrics_service(ns, lr, sr),
         sts,
         job,
         b.pdb("redis-cluster", ns, lr, sr),
