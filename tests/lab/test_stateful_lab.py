@@ -33,7 +33,7 @@ from kubeprem.site import LoadedSite, load_site
 from kubeprem.workflows import failover as fo
 from tests.integration.realcluster import artifact
 from tests.lab.conftest import require_lab_host, write_lab_site
-from tests.lab.test_monitoring_lab import prometheus_api
+from tests.lab.test_monitoring_lab import prometheus_api, unhealthy_targets
 
 pytestmark = pytest.mark.lab
 
@@ -259,25 +259,14 @@ def test_monitoring_scrapes_the_app_exporters(stateful: Stateful, tmp_path: Path
     for pod in ("prometheus-0", "prometheus-1"):
         deadline = time.monotonic() + 300
         while True:
-            targets = prometheus_api(loaded, pod, "/api/v1/targets?state=active")
-            up: dict[str, int] = dict.fromkeys(expected, 0)
-            bad: list[str] = []
-            for t in targets["data"]["activeTargets"]:
-                job = t["labels"]["job"]
-                if job not in expected:
-                    continue
-                if t["health"] == "up":
-                    up[job] += 1
-                else:
-                    bad.append(
-                        f"{job} {t['labels'].get('instance')} ({t['scrapeUrl']}): "
-                        f"{t['health']}, {t['lastError'] or 'no error yet'}"
-                    )
-            if up == expected:
+            per_job, not_up = unhealthy_targets(loaded, pod)
+            found = {job: per_job.get(job, 0) for job in expected}
+            bad = [b for b in not_up if b.split(" ", 1)[0] in expected]
+            if found == expected and not bad:
                 break
             if time.monotonic() > deadline:
                 pytest.fail(
-                    f"{pod}: targets up per job {up}, expected {expected} within 300 s; "
+                    f"{pod}: targets per job {found}, expected {expected} within 300 s; "
                     f"not up: {bad or 'none (targets missing: not found by DNS)'}"
                 )
             time.sleep(scrape)

@@ -107,28 +107,28 @@ def _copy_as_mounted(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_the_dns_controller_imports_peer_watch_from_its_own_folder(tmp_path: Path) -> None:
-    folder = _copy_as_mounted(tmp_path)
-    # a lookup against a closed port: the script got past its imports and failed
-    # the lookup (status 1), not with an ImportError (status 1 with a traceback)
-    r = subprocess.run(
-        [sys.executable, "-I", str(folder / "cluster_dns.py"), "lookup", "x.", "127.0.0.1", "9"],
+def _run(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The script as its pod starts it, isolated from this checkout (``-I``)."""
+    return subprocess.run(
+        [sys.executable, "-I", str(script), *args],
         capture_output=True,
         text=True,
         timeout=30,
         cwd="/",
     )
+
+
+def test_the_dns_controller_imports_peer_watch_from_its_own_folder(tmp_path: Path) -> None:
+    folder = _copy_as_mounted(tmp_path)
+    # a lookup against a closed port: the script got past its imports and failed
+    # the lookup (status 1), not with an ImportError (status 1 with a traceback)
+    r = _run(folder / "cluster_dns.py", "lookup", "x.", "127.0.0.1", "9")
     assert r.returncode == 1, r.stderr
     assert "Traceback" not in r.stderr and r.stderr.startswith("x.: "), r.stderr
 
 
 def test_the_sidecar_refuses_a_bad_selector_with_status_2(tmp_path: Path) -> None:
     folder = _copy_as_mounted(tmp_path)
-    r = subprocess.run(
-        [sys.executable, "-I", str(folder / "peer_watch.py"), "--selector", "proxy", "--port", "1"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    r = _run(folder / "peer_watch.py", "--selector", "proxy", "--port", "1")
     assert r.returncode == 2
     assert "a selector is KEY=VALUE[,KEY=VALUE...], got 'proxy'" in r.stderr

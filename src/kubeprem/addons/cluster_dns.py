@@ -87,24 +87,6 @@ Record = tuple[str, str]  # (address, name)
 # -- pure: API objects -> records -> hosts text ---------------------------------
 
 
-def _items(doc: Obj) -> list[Obj]:
-    items = doc.get("items") or []
-    return [i for i in items if isinstance(i, Mapping)]
-
-
-def _meta(obj: Obj) -> tuple[str, str]:
-    m = obj.get("metadata") or {}
-    return str(m.get("namespace") or "default"), str(m.get("name") or "")
-
-
-def _is_ip(value: object) -> bool:
-    try:
-        ipaddress.ip_address(str(value))
-    except ValueError:
-        return False
-    return True
-
-
 def dashed(ip: str) -> str:
     """``10.200.1.5`` -> ``10-200-1-5``; IPv6 colons become dashes too."""
     return ip.replace(".", "-").replace(":", "-")
@@ -114,8 +96,8 @@ def records(services: Obj, endpoints: Obj, pods: Obj, domain: str) -> list[Recor
     """Every (address, name) the cluster's DNS answers, sorted and unique."""
     out: set[Record] = set()
     headless: set[tuple[str, str]] = set()
-    for svc in _items(services):
-        ns, name = _meta(svc)
+    for svc in peer_watch.items(services):
+        ns, name = peer_watch.meta(svc)
         spec = svc.get("spec") or {}
         if spec.get("type") == "ExternalName" or not name:
             continue
@@ -124,30 +106,30 @@ def records(services: Obj, endpoints: Obj, pods: Obj, domain: str) -> list[Recor
             headless.add((ns, name))
             continue
         for ip in ips:
-            if _is_ip(ip):
+            if peer_watch.is_ip(ip):
                 out.add((str(ip), f"{name}.{ns}.svc.{domain}"))
-    for ep in _items(endpoints):
-        ns, name = _meta(ep)
+    for ep in peer_watch.items(endpoints):
+        ns, name = peer_watch.meta(ep)
         if (ns, name) not in headless:
             continue
         base = f"{name}.{ns}.svc.{domain}"
         for subset in ep.get("subsets") or []:
             for addr in subset.get("addresses") or []:
                 ip = addr.get("ip")
-                if not _is_ip(ip):
+                if not peer_watch.is_ip(ip):
                     continue
                 out.add((str(ip), base))
                 host = addr.get("hostname")
                 label = str(host) if host else dashed(str(ip))
                 out.add((str(ip), f"{label}.{base}"))
-    for pod in _items(pods):
-        ns, _ = _meta(pod)
+    for pod in peer_watch.items(pods):
+        ns, _ = peer_watch.meta(pod)
         status = pod.get("status") or {}
         if status.get("phase") != "Running" or (pod.get("spec") or {}).get("hostNetwork"):
             continue
         ips = [p.get("ip") for p in status.get("podIPs") or []] or [status.get("podIP")]
         for ip in ips:
-            if _is_ip(ip):
+            if peer_watch.is_ip(ip):
                 out.add((str(ip), f"{dashed(str(ip))}.{ns}.pod.{domain}"))
     return sorted(out, key=lambda r: (r[1], ipaddress.ip_address(r[0]).packed, r[0]))
 

@@ -56,12 +56,14 @@ class Peer(NamedTuple):
 
 
 def items(doc: Obj) -> list[Obj]:
-    return list(doc.get("items") or [])
+    """The ``items`` of an API list, mappings only."""
+    return [i for i in doc.get("items") or [] if isinstance(i, Mapping)]
 
 
 def meta(obj: Obj) -> tuple[str, str]:
-    md = obj.get("metadata") or {}
-    return str(md.get("namespace") or ""), str(md.get("name") or "")
+    """(namespace, name); an object without a namespace is in ``default``."""
+    m = obj.get("metadata") or {}
+    return str(m.get("namespace") or "default"), str(m.get("name") or "")
 
 
 def is_ip(value: object) -> bool:
