@@ -108,3 +108,14 @@ def test_an_app_failover_becomes_a_timeline_of_its_writes() -> None:
     assert len(samples) == 100 and marks == [2.9]
     spans = chaos.outages(samples)
     assert [(round(a, 1), round(b, 1)) for a, b in spans] == [(3.0, 6.0)]
+
+
+def test_pods_on_a_machine_are_listed_by_name() -> None:
+    pods = [
+        {"metadata": {"name": "redis-proxy-b"}, "spec": {"nodeName": "worker-1"}},
+        {"metadata": {"name": "redis-0"}, "spec": {"nodeName": "worker-1"}},
+        {"metadata": {"name": "redis-1"}, "spec": {"nodeName": "worker-2"}},
+        {"metadata": {"name": "pending"}, "spec": {}},
+    ]
+    assert chaos.pods_on(pods, "worker-1") == ["redis-0", "redis-proxy-b"]
+    assert chaos.pods_on(pods, "worker-9") == []

@@ -620,6 +620,13 @@ def app_verdict(run: Any, goal: float) -> tuple[bool, float, dict[str, Any]]:
     return passed, (float("inf") if outage is None else outage), details
 
 
+def pods_on(pods: Sequence[Mapping[str, Any]], node: str) -> list[str]:
+    """Names of the pods scheduled on ``node``, sorted."""
+    return sorted(
+        str(p["metadata"]["name"]) for p in pods if (p.get("spec") or {}).get("nodeName") == node
+    )
+
+
 def deployed_apps(api: Any) -> list[str]:
     """The failover apps with a StatefulSet in their namespace."""
     from kubeprem.workflows import failover as fo
@@ -673,8 +680,13 @@ def app_primary_poweroff(app: str) -> Scenario:
                 return fo.redis_primary(api, ask, spec.namespace)
             return fo.postgresql_primary(api, spec.namespace)
 
+        casualties: list[str] = []
+
         def inject(p: Any) -> None:
-            c.say(f"{name}: power off {p.node} (runs {p.pod})")
+            # what else of the app goes down with the machine (a proxy there
+            # costs more than the primary alone): part of the result
+            casualties.extend(pods_on(api.list("Pod", spec.namespace), p.node))
+            c.say(f"{name}: power off {p.node} (runs {', '.join(casualties) or p.pod})")
             lab_machines.poweroff(c.loaded, p.node)
 
         run = await asyncio.to_thread(
@@ -700,6 +712,7 @@ def app_primary_poweroff(app: str) -> Scenario:
                 )
             await asyncio.sleep(3)
         passed, outage, details = app_verdict(run, goal)
+        details["pods_on_that_machine"] = casualties
         samples, marks = app_samples(run)
         result = ScenarioResult(name, passed, outage, goal, details=details, marks=marks)
         result.samples = samples
