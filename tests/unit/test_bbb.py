@@ -269,3 +269,19 @@ def test_docs_table_names_every_host_network_component() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "bigbluebutton.md").read_text()
     for name in ports.HOST_NETWORK:
         assert f"| {name} | node" in doc, name
+
+
+def test_every_redis_uses_the_sites_cluster_domain_in_its_full_names() -> None:
+    """Each Redis (Scalelite's and every server's) writes full names into
+    HAProxy's configuration; a site whose DNS domain is not cluster.local
+    must get its own domain there (the app commands fill it in from the site)."""
+    objects = render({**TWO, "cluster_domain": "dc1.example"})
+    configs = [
+        o["data"]["haproxy.cfg"]
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "redis-config"
+    ]
+    assert len(configs) == 3  # Scalelite's and one per server
+    for cfg in configs:
+        assert ".svc.dc1.example:6379" in cfg
+        assert "cluster.local" not in cfg

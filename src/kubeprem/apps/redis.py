@@ -56,7 +56,7 @@ from pydantic import Field
 
 from kubeprem.addons import peer_watch
 from kubeprem.apps import base as b
-from kubeprem.apps.values import ResourcesV, Spread, StorageV, Values
+from kubeprem.apps.values import ClusterDomain, ResourcesV, Spread, StorageV, Values
 from kubeprem.sensitive import Sensitive
 
 APP = "redis"
@@ -85,9 +85,7 @@ class RedisValues(Values):
     peer_watch_resources: ResourcesV = ResourcesV(cpu="20m", memory="32Mi")
     proxies: int = Field(default=2, ge=1, le=5)
     # HAProxy's resolver ignores resolv.conf's search list: it needs full names
-    cluster_domain: str = Field(
-        default="cluster.local", pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$"
-    )
+    cluster_domain: ClusterDomain = "cluster.local"
 
 
 def _res(r: ResourcesV) -> b.Resources:

@@ -24,6 +24,11 @@ Name = Annotated[
     str, StringConstraints(strict=True, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 ]
 Spread = Literal["preferred", "required"]
+# the cluster's DNS domain (site file: cluster.domain; `app` commands fill it
+# in from the site unless the values file sets it)
+ClusterDomain = Annotated[
+    str, StringConstraints(strict=True, pattern=r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$")
+]
 
 
 class _Model(BaseModel):

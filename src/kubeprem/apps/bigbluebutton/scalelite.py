@@ -162,7 +162,7 @@ def scalelite_objects(
         },
     }
     redis_objs = redis.build(
-        redis.RedisValues(namespace=ns, storage=v.redis_storage),
+        redis.RedisValues(namespace=ns, storage=v.redis_storage, cluster_domain=v.cluster_domain),
         images,
         {"password": pw["redis-password"]},
     ).objects

@@ -215,6 +215,7 @@ def server_objects(
         redis.RedisValues(
             namespace=ns,
             storage=v.redis_storage,
+            cluster_domain=v.cluster_domain,
             # one Redis per node is not possible with one server per node: spread where it can
             anti_affinity="preferred",
         ),

@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from kubeprem.apps.values import Name, ResourcesV, StorageV, Values, _Model
+from kubeprem.apps.values import ClusterDomain, Name, ResourcesV, StorageV, Values, _Model
 
 Host = Annotated[
     str,
@@ -132,6 +132,8 @@ class BBBValues(Values):
     storage: StorageV = StorageV(size="100Gi")
     redis_storage: StorageV = StorageV(size="2Gi")
     postgresql_storage: StorageV = StorageV(size="5Gi")
+    # for the full names inside each Redis (HAProxy's resolver needs them)
+    cluster_domain: ClusterDomain = "cluster.local"
     # the machines' network: media pods use the node's network, so policies
     # admit them to Redis by this address block
     node_cidr: str = "10.240.0.0/24"
