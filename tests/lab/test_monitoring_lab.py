@@ -165,6 +165,44 @@ def unhealthy_targets(loaded: LoadedSite, pod: str) -> tuple[dict[str, int], lis
     return per_job, bad
 
 
+def wait_targets_up(
+    loaded: LoadedSite,
+    pod: str,
+    expected: dict[str, int],
+    *,
+    every: float,
+    only_these: bool = False,
+    timeout: float = 300,
+) -> None:
+    """Wait until Prometheus replica ``pod`` has exactly ``expected[job]``
+    targets of each job, all up (``only_these``: and no other job); fail
+    after ``timeout`` s naming the counts and every target not up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        per_job, not_up = unhealthy_targets(loaded, pod)
+        found = per_job if only_these else {job: per_job.get(job, 0) for job in expected}
+        bad = [b for b in not_up if only_these or b.split(" ", 1)[0] in expected]
+        if found == expected and not bad:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"{pod}: targets per job {found}, expected {expected} within {timeout:.0f} s; "
+                f"not up: {bad or 'none (missing targets were not discovered)'}"
+            )
+        time.sleep(every)
+
+
+def raised_alerts(loaded: LoadedSite, pod: str, names: set[str], label: str) -> list[str]:
+    """The alerts of ``names`` pending or firing on replica ``pod``, as
+    ``"<alertname> <label's value> (<state>)"``, sorted."""
+    alerts = prometheus_api(loaded, pod, "/api/v1/alerts")["data"]["alerts"]
+    return sorted(
+        f"{a['labels']['alertname']} {a['labels'].get(label, '')} ({a['state']})"
+        for a in alerts
+        if a["labels"].get("alertname") in names
+    )
+
+
 # Alerts a healthy cluster must not raise, pending included: they say a
 # scrape failed. (EtcdBackupMissing may fire on a fresh lab: no backup ran.)
 DOWN_ALERTS = {
@@ -206,27 +244,12 @@ def test_every_target_is_up_and_no_down_alert(monitored: tuple[LoadedSite, Recei
     for job in ("kube-controller-manager", "kube-scheduler", "kube-proxy", "haproxy"):
         assert expected[job] > 0, f"the lab site has no machine for {job}"
     for pod in ("prometheus-0", "prometheus-1"):
-        deadline = time.monotonic() + 300
-        while True:
-            per_job, bad = unhealthy_targets(loaded, pod)
-            if not bad and per_job == expected:
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"{pod}: targets per job {per_job}, expected {expected}; "
-                    f"not up: {bad or 'none'}"
-                )
-            time.sleep(SCRAPE)
+        wait_targets_up(loaded, pod, expected, every=SCRAPE, only_these=True)
     # every target up on both replicas: `up == 0` holds for none, so the
     # down alerts must be neither pending nor firing after an evaluation
     time.sleep(2 * SCRAPE)
     for pod in ("prometheus-0", "prometheus-1"):
-        alerts = prometheus_api(loaded, pod, "/api/v1/alerts")["data"]["alerts"]
-        raised = sorted(
-            f"{a['labels']['alertname']} {a['labels'].get('node', '')} ({a['state']})"
-            for a in alerts
-            if a["labels"].get("alertname") in DOWN_ALERTS
-        )
+        raised = raised_alerts(loaded, pod, DOWN_ALERTS, "node")
         assert raised == [], f"{pod}: alerts on a healthy cluster: {raised}"
         up = prometheus_api(loaded, pod, "/api/v1/query?query=up%3D%3D0")["data"]["result"]
         assert up == [], f"{pod}: up == 0 for {[r['metric'] for r in up]}"

@@ -33,7 +33,7 @@ from kubeprem.site import LoadedSite, load_site
 from kubeprem.workflows import failover as fo
 from tests.integration.realcluster import artifact
 from tests.lab.conftest import require_lab_host, write_lab_site
-from tests.lab.test_monitoring_lab import prometheus_api, unhealthy_targets
+from tests.lab.test_monitoring_lab import prometheus_api, raised_alerts, wait_targets_up
 
 pytestmark = pytest.mark.lab
 
@@ -257,19 +257,7 @@ def test_monitoring_scrapes_the_app_exporters(stateful: Stateful, tmp_path: Path
 
     expected = {"app/redis/redis-metrics": 3, "app/postgresql/postgresql-metrics": 6}
     for pod in ("prometheus-0", "prometheus-1"):
-        deadline = time.monotonic() + 300
-        while True:
-            per_job, not_up = unhealthy_targets(loaded, pod)
-            found = {job: per_job.get(job, 0) for job in expected}
-            bad = [b for b in not_up if b.split(" ", 1)[0] in expected]
-            if found == expected and not bad:
-                break
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"{pod}: targets per job {found}, expected {expected} within 300 s; "
-                    f"not up: {bad or 'none (targets missing: not found by DNS)'}"
-                )
-            time.sleep(scrape)
+        wait_targets_up(loaded, pod, expected, every=scrape)
 
     def query(promql: str) -> list[dict[str, Any]]:
         doc = prometheus_api(
@@ -291,12 +279,7 @@ def test_monitoring_scrapes_the_app_exporters(stateful: Stateful, tmp_path: Path
     time.sleep(60 + 3 * scrape)
     missing = {"RedisPrimaryMissing", "PostgreSQLPrimaryMissing"}
     for pod in ("prometheus-0", "prometheus-1"):
-        alerts = prometheus_api(loaded, pod, "/api/v1/alerts")["data"]["alerts"]
-        raised = sorted(
-            f"{a['labels']['alertname']} {a['labels'].get('namespace', '')} ({a['state']})"
-            for a in alerts
-            if a["labels"].get("alertname") in missing
-        )
+        raised = raised_alerts(loaded, pod, missing, "namespace")
         assert not [r for r in raised if r.endswith("(firing)")], (
             f"{pod}: {raised}; patroni_primary per pod: "
             f"{[(r['metric'].get('pod'), r['value'][1]) for r in primary_per_pod]}"

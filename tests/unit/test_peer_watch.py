@@ -132,3 +132,46 @@ def test_the_sidecar_refuses_a_bad_selector_with_status_2(tmp_path: Path) -> Non
     r = _run(folder / "peer_watch.py", "--selector", "proxy", "--port", "1")
     assert r.returncode == 2
     assert "a selector is KEY=VALUE[,KEY=VALUE...], got 'proxy'" in r.stderr
+
+
+def _get(server: Any, path: str) -> tuple[int, str]:
+    import threading
+    import urllib.error
+    import urllib.request
+
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return int(resp.status), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_sidecar_is_healthy_while_its_loop_turns() -> None:
+    import time
+
+    assert _get(pw.health_server(0, [time.monotonic()]), "/health") == (
+        200,
+        "peer loop running\n",
+    )
+    assert _get(pw.health_server(0, [time.monotonic() - 60]), "/health") == (
+        503,
+        "peer loop stuck\n",
+    )
+    assert _get(pw.health_server(0, [time.monotonic()]), "/other")[0] == 404
+
+
+def test_the_dns_controller_is_not_ready_before_its_first_records() -> None:
+    state = cluster_dns.State()
+    assert _get(cluster_dns.health_server(0, state, "cluster.local", 9), "/health") == (
+        200,
+        "sync loop running\n",
+    )
+    assert _get(cluster_dns.health_server(0, state, "cluster.local", 9), "/ready") == (
+        503,
+        "no records written yet\n",
+    )

@@ -268,28 +268,18 @@ def dns_answers(domain: str, dns_port: int) -> Callable[[str], bool]:
 
 
 def health_server(port: int, state: State, domain: str, dns_port: int) -> http.server.HTTPServer:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/health":
-                ok = time.monotonic() - state.last_loop < 60
-                self._answer(ok, "sync loop running" if ok else "sync loop stuck")
-            elif self.path == "/ready":
-                self._answer(*ready(state, domain, dns_port))
-            else:
-                self._answer(False, "unknown path", 404)
+    """``/health`` while the sync loop turns, ``/ready`` once dnsmasq answers."""
 
-        def _answer(self, ok: bool, text: str, code: int | None = None) -> None:
-            body = (text + "\n").encode()
-            self.send_response(code or (200 if ok else 503))
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str) -> tuple[int, str]:
+        if path == "/health":
+            ok = time.monotonic() - state.last_loop < 60
+            return (200, "sync loop running") if ok else (503, "sync loop stuck")
+        if path == "/ready":
+            ok, text = ready(state, domain, dns_port)
+            return 200 if ok else 503, text
+        return 404, "unknown path"
 
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
-    return http.server.ThreadingHTTPServer(("", port), Handler)
+    return peer_watch.text_server(port, answer)
 
 
 def ready(state: State, domain: str, dns_port: int) -> tuple[bool, str]:

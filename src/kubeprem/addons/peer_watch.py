@@ -248,14 +248,15 @@ class Listing:
         return self.doc
 
 
-def health_server(port: int, last_beat: list[float]) -> http.server.HTTPServer:
-    """``/health``: 200 while the probe loop turns (a beat in the last 30 s)."""
+def text_server(port: int, answer: Callable[[str], tuple[int, str]]) -> http.server.HTTPServer:
+    """A plain-text HTTP server for the kubelet's probes, on every address:
+    ``answer(path)`` gives the status and the text of a GET."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            ok = self.path == "/health" and time.monotonic() - last_beat[0] < 30
-            body = (b"peer loop running\n") if ok else b"peer loop stuck\n"
-            self.send_response(200 if ok else 503)
+            code, text = answer(self.path)
+            body = (text + "\n").encode()
+            self.send_response(code)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -265,6 +266,19 @@ def health_server(port: int, last_beat: list[float]) -> http.server.HTTPServer:
             return None
 
     return http.server.ThreadingHTTPServer(("", port), Handler)
+
+
+def health_server(port: int, last_beat: list[float]) -> http.server.HTTPServer:
+    """``/health``: 200 while the probe loop turns (a beat in the last 30 s)."""
+
+    def answer(path: str) -> tuple[int, str]:
+        if path != "/health":
+            return 404, "unknown path"
+        if time.monotonic() - last_beat[0] < 30:
+            return 200, "peer loop running"
+        return 503, "peer loop stuck"
+
+    return text_server(port, answer)
 
 
 def log(message: str) -> None:
