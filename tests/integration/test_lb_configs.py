@@ -91,7 +91,11 @@ def example() -> Site:
     return site
 
 
-def haproxy_cfg(tmp: Path) -> Path:
+def haproxy_cfg(tmp: Path, *, monitor_port: int | None = None) -> Path:
+    """The rendered config, with what this machine lacks swapped out: the
+    certificates, the lb machine's address; with ``monitor_port`` also every
+    listening port (another HAProxy, such as the loopback cluster's of
+    tests/integration/conftest.py, may hold the real ones)."""
     ca, client = self_signed_pem(tmp)
     site = example()
     lb = site.load_balancers[0]
@@ -102,6 +106,11 @@ def haproxy_cfg(tmp: Path) -> Path:
     text = replace_once(
         text, f"bind {lb.address}:{haproxy.METRICS_PORT}", f"bind 127.0.0.1:{free_port()}"
     )
+    if monitor_port is not None:
+        text = replace_once(
+            text, f"bind 127.0.0.1:{haproxy.MONITOR_PORT}", f"bind 127.0.0.1:{monitor_port}"
+        )
+        text = replace_once(text, f"bind :{site.api.port}", f"bind 127.0.0.1:{free_port()}")
     cfg = tmp / "haproxy.cfg"
     cfg.write_text(text)
     return cfg
@@ -139,36 +148,42 @@ def port_free(port: int, host: str = "0.0.0.0") -> bool:
 
 
 @pytest.fixture
-def running_haproxy(tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running_haproxy(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The rendered HAProxy on ports of its own, and its monitor port."""
     need(HAPROXY, "haproxy")
-    site = example()
-    for port in (site.api.port, haproxy.MONITOR_PORT):
-        if not port_free(port):
-            pytest.skip(f"port {port} is in use on this machine; the rendered config binds it")
-    cfg = haproxy_cfg(tmp_path)
+    monitor = free_port()
+    cfg = haproxy_cfg(tmp_path, monitor_port=monitor)
     proc = subprocess.Popen([HAPROXY, "-db", "-f", str(cfg)], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 10
-        while port_free(haproxy.MONITOR_PORT, "127.0.0.1"):
+        while port_free(monitor, "127.0.0.1"):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
             assert time.monotonic() < deadline, "haproxy did not open its monitor port"
             time.sleep(0.1)
-        yield proc
+        yield proc, monitor
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
 def test_check_script_follows_haproxy(
-    tmp_path: Path, running_haproxy: subprocess.Popen[bytes]
+    tmp_path: Path, running_haproxy: tuple[subprocess.Popen[bytes], int]
 ) -> None:
+    proc, monitor = running_haproxy
     script = tmp_path / "check-haproxy.sh"
-    script.write_text(keepalived.check_script())
+    # the rendered script, asking this HAProxy's monitor port
+    script.write_text(
+        replace_once(
+            keepalived.check_script(),
+            f"/dev/tcp/127.0.0.1/{haproxy.MONITOR_PORT}",
+            f"/dev/tcp/127.0.0.1/{monitor}",
+        )
+    )
     script.chmod(0o755)
     up = subprocess.run([str(script)], capture_output=True, timeout=5)
     assert up.returncode == 0, up.stderr
-    running_haproxy.terminate()
-    running_haproxy.wait(timeout=10)
+    proc.terminate()
+    proc.wait(timeout=10)
     down = subprocess.run([str(script)], capture_output=True, timeout=5)
     assert down.returncode != 0
 
