@@ -203,7 +203,15 @@ def client_pod(
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": b.meta(name, ns, b.labels("kubeprem-bench", CLIENT)),
+        "metadata": b.meta(
+            name,
+            ns,
+            b.labels("kubeprem-bench", CLIENT),
+            {
+                "kubeprem.io/accept": "KP022, KP023: a one-shot writer that serves no "
+                "traffic and ends with its run (restartPolicy Never)"
+            },
+        ),
         "spec": spec,
     }
 
