@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,10 @@ from kubeprem.apps.values import load_values
 from kubeprem.cli.common import add_site_arg, console, console_err, site_from
 from kubeprem.errors import InputError
 from kubeprem.images import image_archives, image_refs
+from kubeprem.kube import resources
 from kubeprem.kube.api import KubeAPI
 from kubeprem.kube.http import HttpKubeAPI
-from kubeprem.kube.resources import ident, rank_of
+from kubeprem.kube.resources import Minor, ident, rank_of
 from kubeprem.pki.store import KUBECONFIG_DIR, pki_dir
 from kubeprem.site import LoadedSite
 from kubeprem.workflows.apply import import_images
@@ -34,6 +36,13 @@ def register(sub: Any) -> None:
     r.add_argument("app", metavar="APP", help=apps_help)
     r.add_argument("--values", metavar="FILE", help="values file (YAML) overriding the defaults")
     r.add_argument("--out", metavar="DIR", help="one file per object here (default: stdout)")
+    r.add_argument(
+        "--kubernetes-version",
+        metavar="X.Y",
+        default=RENDER_VERSION,
+        help="the cluster's release, for the API versions of the objects "
+        f"(default {RENDER_VERSION}, as `kubeprem init` writes)",
+    )
     r.set_defaults(handler=cmd_render)
 
     for name, fn, text in (
@@ -67,6 +76,22 @@ def register(sub: Any) -> None:
         c.set_defaults(handler=fn)
 
 
+RENDER_VERSION = "1.20"
+
+
+def parse_release(text: str) -> Minor:
+    """``1.29`` or ``1.29.3`` -> (1, 29); InputError otherwise."""
+    parts = text.removeprefix("v").split(".")
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
+        raise InputError(f"--kubernetes-version: {text!r} is not a version like 1.29 or 1.29.3")
+    return int(parts[0]), int(parts[1])
+
+
+def for_release(rendered: Rendered, minor: Minor) -> Rendered:
+    """The rendered app with the API versions release ``minor`` serves."""
+    return replace(rendered, objects=tuple(resources.for_release(rendered.objects, minor)))
+
+
 def kube_api(loaded: LoadedSite, kubeconfig: str | None) -> HttpKubeAPI:
     path = Path(kubeconfig) if kubeconfig else pki_dir(loaded) / KUBECONFIG_DIR / "admin.conf"
     if not path.exists():
@@ -77,7 +102,10 @@ def kube_api(loaded: LoadedSite, kubeconfig: str | None) -> HttpKubeAPI:
 def cmd_render(args: argparse.Namespace) -> int:
     app = app_def(args.app)
     values = load_values(app.values, args.values)
-    rendered = workflow.render(app, values, image_refs(), SystemPasswords())
+    rendered = for_release(
+        workflow.render(app, values, image_refs(), SystemPasswords()),
+        parse_release(args.kubernetes_version),
+    )
     if not args.out:
         console.out(workflow.to_yaml(rendered.objects), end="")
         return 0
@@ -141,7 +169,10 @@ def import_app_images(loaded: LoadedSite, refs: Sequence[str]) -> None:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     app, values, api, loaded = _prepare(args)
-    rendered = workflow.render(app, values, image_refs(loaded.site), SystemPasswords(), api)
+    rendered = for_release(
+        workflow.render(app, values, image_refs(loaded.site), SystemPasswords(), api),
+        loaded.site.cluster.minor,
+    )
     refs = workflow.image_refs_of(rendered.objects)
     if args.dry_run:
         return _dry_run(app.name, api, rendered, loaded, refs)
@@ -191,7 +222,10 @@ def _dry_run(
 
 def cmd_status(args: argparse.Namespace) -> int:
     app, values, api, loaded = _prepare(args)
-    rendered = workflow.render(app, values, image_refs(loaded.site), SystemPasswords(), api)
+    rendered = for_release(
+        workflow.render(app, values, image_refs(loaded.site), SystemPasswords(), api),
+        loaded.site.cluster.minor,
+    )
     rows, pods, claims = workflow.status(api, rendered)
     for w in rows:
         mark = "ok " if w.done else "..."
@@ -209,8 +243,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:
-    app, values, api, _ = _prepare(args)
-    rendered = workflow.render(app, values, image_refs(), SystemPasswords(), api)
+    app, values, api, loaded = _prepare(args)
+    rendered = for_release(
+        workflow.render(app, values, image_refs(), SystemPasswords(), api),
+        loaded.site.cluster.minor,
+    )
     gone = workflow.destroy(
         api, rendered, delete_data=args.delete_data, progress=lambda line: console.print(line)
     )

@@ -26,7 +26,7 @@ from urllib.parse import urlencode, urlsplit
 
 from kubeprem.kube.api import FIELD_MANAGER, KubeError, Obj
 from kubeprem.kube.config import KubeConfig, load_kubeconfig
-from kubeprem.kube.resources import kind_of, path
+from kubeprem.kube.resources import MOVED, Minor, kind_of, path
 
 READ_TRIES = 4
 RETRY_STATUS = frozenset({500, 503, 504})
@@ -50,26 +50,31 @@ def build_request(
     body: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     label_selector: str | None = None,
+    minor: Minor | None = None,
 ) -> Request:
-    """The HTTP request for one API verb: get, list, apply or delete. Pure."""
+    """The HTTP request for one API verb: get, list, apply or delete, to the
+    path release ``minor`` serves the kind at (when given). Pure."""
     query: dict[str, str] = {}
     headers = {"Accept": "application/json"}
     data: bytes | None = None
     if verb == "get":
-        method, p = "GET", path(kind, name, namespace)
+        method, p = "GET", path(kind, name, namespace, minor)
     elif verb == "list":
-        method, p = "GET", path(kind, None, namespace) if namespace else _cluster_path(kind)
+        method, p = (
+            "GET",
+            path(kind, None, namespace, minor) if namespace else _cluster_path(kind, minor),
+        )
         if label_selector:
             query["labelSelector"] = label_selector
     elif verb == "apply":
-        method, p = "PATCH", path(kind, name, namespace)
+        method, p = "PATCH", path(kind, name, namespace, minor)
         query["fieldManager"] = FIELD_MANAGER
         query["force"] = "true"
         # JSON is YAML; the server takes apply patches as application/apply-patch+yaml
         headers["Content-Type"] = "application/apply-patch+yaml"
         data = json.dumps(body, sort_keys=True).encode()
     elif verb == "delete":
-        method, p = "DELETE", path(kind, name, namespace)
+        method, p = "DELETE", path(kind, name, namespace, minor)
         headers["Content-Type"] = "application/json"
         data = json.dumps(
             {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
@@ -83,8 +88,8 @@ def build_request(
     return Request(method, p, data, headers)
 
 
-def _cluster_path(kind: str) -> str:
-    k = kind_of(kind)
+def _cluster_path(kind: str, minor: Minor | None = None) -> str:
+    k = kind_of(kind, minor)
     return f"{k.base}/{k.plural}"
 
 
@@ -120,6 +125,7 @@ class HttpKubeAPI:
         self._ctx = _ssl_context(cfg)
         self._timeout = timeout
         self.server = cfg.server
+        self._release: Minor | None = None  # asked once, for kinds that moved
 
     @classmethod
     def from_kubeconfig(cls, kubeconfig: Path, timeout: float = 30.0) -> HttpKubeAPI:
@@ -127,8 +133,26 @@ class HttpKubeAPI:
 
     # -- the interface -------------------------------------------------------
 
+    def release(self) -> Minor | None:
+        """The API server's (major, minor), from ``/version``; None when it
+        does not say. Asked once, and only for kinds whose API moved."""
+        if self._release is None:
+            status, doc = self._send(Request("GET", "/version"), "version", None, None)
+            try:
+                major = int(str(doc.get("major", "")).rstrip("+"))
+                minor = int(str(doc.get("minor", "")).rstrip("+"))
+            except ValueError:
+                return None
+            if status == 200:
+                self._release = (major, minor)
+        return self._release
+
+    def _minor(self, kind: str) -> Minor | None:
+        return self.release() if kind in MOVED else None
+
     def get(self, kind: str, name: str, namespace: str | None = None) -> Obj | None:
-        status, doc = self._send(build_request("get", kind, name, namespace), kind, name, namespace)
+        req = build_request("get", kind, name, namespace, minor=self._minor(kind))
+        status, doc = self._send(req, kind, name, namespace)
         if status == 404:
             return None
         return self._ok("get", status, doc, kind, name, namespace)
@@ -136,10 +160,13 @@ class HttpKubeAPI:
     def list(
         self, kind: str, namespace: str | None = None, label_selector: str | None = None
     ) -> list[Obj]:
-        req = build_request("list", kind, None, namespace, label_selector=label_selector)
+        minor = self._minor(kind)
+        req = build_request(
+            "list", kind, None, namespace, label_selector=label_selector, minor=minor
+        )
         status, doc = self._send(req, kind, None, namespace)
         out = self._ok("list", status, doc, kind, None, namespace)
-        k = kind_of(kind)
+        k = kind_of(kind, minor)
         items = [dict(i) for i in out.get("items") or []]
         for item in items:
             item.setdefault("kind", k.kind)
@@ -150,12 +177,17 @@ class HttpKubeAPI:
         kind = str(obj.get("kind"))
         meta = obj.get("metadata") or {}
         name, namespace = str(meta.get("name")), meta.get("namespace")
-        req = build_request("apply", kind, name, namespace, body=obj, dry_run=dry_run)
+        minor = self._minor(kind)
+        if minor is not None:
+            # a kind whose API moved: sent as this server serves it (the
+            # PodDisruptionBudget fields kubeprem writes mean the same in both)
+            obj = {**obj, "apiVersion": kind_of(kind, minor).api_version}
+        req = build_request("apply", kind, name, namespace, body=obj, dry_run=dry_run, minor=minor)
         status, doc = self._send(req, kind, name, namespace)
         return self._ok("dry-run apply" if dry_run else "apply", status, doc, kind, name, namespace)
 
     def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
-        req = build_request("delete", kind, name, namespace)
+        req = build_request("delete", kind, name, namespace, minor=self._minor(kind))
         status, doc = self._send(req, kind, name, namespace)
         if status == 404:
             return False

@@ -11,8 +11,8 @@ it. Objects of equal rank keep the order the builder gave them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -65,13 +65,39 @@ HEADLESS_RANK = 50  # before every other Service and every workload
 
 BY_KIND: Mapping[str, Kind] = {k.kind: k for k in KINDS}
 
+# Kinds served under another version from some release on: (from, apiVersion).
+# PodDisruptionBudget: policy/v1 from 1.21, and policy/v1beta1 is gone in 1.25.
+MOVED: Mapping[str, tuple[tuple[int, int], str]] = {
+    "PodDisruptionBudget": ((1, 21), "policy/v1"),
+}
 
-def kind_of(kind: str) -> Kind:
+Minor = tuple[int, int]  # (major, minor) of the API server, e.g. (1, 20)
+
+
+def kind_of(kind: str, minor: Minor | None = None) -> Kind:
+    """The kind's API details; with ``minor``, as that release serves it."""
     try:
-        return BY_KIND[kind]
+        k = BY_KIND[kind]
     except KeyError:
         known = ", ".join(sorted(BY_KIND))
         raise InputError(f"kubeprem does not handle the kind {kind!r}; known: {known}") from None
+    moved = MOVED.get(kind)
+    if minor is not None and moved is not None and minor >= moved[0]:
+        return replace(k, api_version=moved[1])
+    return k
+
+
+def for_release(objects: Sequence[Mapping[str, Any]], minor: Minor) -> list[dict[str, Any]]:
+    """``objects`` with the apiVersion release ``minor`` serves for each moved
+    kind (others as they are). Pure."""
+    out = []
+    for obj in objects:
+        o = dict(obj)
+        kind = str(o.get("kind"))
+        if kind in MOVED:
+            o["apiVersion"] = kind_of(kind, minor).api_version
+        out.append(o)
+    return out
 
 
 def is_headless(obj: Mapping[str, Any]) -> bool:
@@ -95,9 +121,12 @@ def delete_order(objects: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]
     return list(reversed(apply_order(objects)))
 
 
-def path(kind: str, name: str | None = None, namespace: str | None = None) -> str:
-    """The API path of a collection (``name=None``) or of one object."""
-    k = kind_of(kind)
+def path(
+    kind: str, name: str | None = None, namespace: str | None = None, minor: Minor | None = None
+) -> str:
+    """The API path of a collection (``name=None``) or of one object (as
+    release ``minor`` serves it, when given)."""
+    k = kind_of(kind, minor)
     out = k.base
     if k.namespaced:
         if not namespace:
@@ -121,9 +150,12 @@ __all__ = [
     "BY_KIND",
     "HEADLESS_RANK",
     "KINDS",
+    "MOVED",
     "Kind",
+    "Minor",
     "apply_order",
     "delete_order",
+    "for_release",
     "ident",
     "is_headless",
     "kind_of",
