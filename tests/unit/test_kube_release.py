@@ -105,3 +105,19 @@ def test_app_render_writes_the_releases_api_versions(capsys: pytest.CaptureFixtu
     assert "apiVersion: policy/v1\n" in out and "policy/v1beta1" not in out
     assert main(["app", "render", "redis", "--kubernetes-version", "latest"]) == 2
     assert "is not a version like 1.29" in capsys.readouterr().err
+
+
+def test_rendering_for_a_release_sets_its_api_versions() -> None:
+    from kubeprem.apps import workflow
+    from kubeprem.apps.catalog import APPS
+    from kubeprem.images import image_refs
+    from tests.unit.test_apps import Counting
+
+    app = APPS["postgresql"]
+
+    def pdb_versions(release: tuple[int, int] | None) -> set[str]:
+        r = workflow.render(app, app.values(), image_refs(), Counting(), release=release)
+        return {o["apiVersion"] for o in r.objects if o["kind"] == "PodDisruptionBudget"}
+
+    assert pdb_versions(None) == pdb_versions((1, 20)) == {"policy/v1beta1"}
+    assert pdb_versions((1, 25)) == {"policy/v1"}

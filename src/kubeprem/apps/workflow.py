@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from kubeprem.apps.base import PasswordSource, Rendered, secret_values
@@ -23,7 +23,7 @@ from kubeprem.apps.storage import default_classes
 from kubeprem.apps.values import Values
 from kubeprem.errors import InputError
 from kubeprem.kube.api import KubeAPI, KubeError
-from kubeprem.kube.resources import apply_order, ident
+from kubeprem.kube.resources import Minor, apply_order, for_release, ident
 from kubeprem.kube.rollout import apply_all, delete_all, rollout_state, wait_rolled_out
 from kubeprem.site.model import Site
 
@@ -36,12 +36,17 @@ def render(
     images: dict[str, str],
     gen: PasswordSource,
     api: KubeAPI | None = None,
+    release: Minor | None = None,
 ) -> Rendered:
-    """The app's manifests. With ``api``, passwords already in the cluster are kept."""
+    """The app's manifests. With ``api``, passwords already in the cluster are
+    kept; with ``release``, each object has the API version that release serves."""
     existing = {}
     if api is not None:
         existing = secret_values(api.get("Secret", app.secret, values.namespace))
-    return app.build(values, images, app.passwords(existing, gen))
+    rendered = app.build(values, images, app.passwords(existing, gen))
+    if release is None:
+        return rendered
+    return replace(rendered, objects=tuple(for_release(rendered.objects, release)))
 
 
 def preflight(api: KubeAPI, rendered: Rendered, site: Site | None) -> None:

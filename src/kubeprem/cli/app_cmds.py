@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from kubeprem.apps.values import load_values
 from kubeprem.cli.common import add_site_arg, console, console_err, site_from
 from kubeprem.errors import InputError
 from kubeprem.images import image_archives, image_refs
-from kubeprem.kube import resources
 from kubeprem.kube.api import KubeAPI
 from kubeprem.kube.http import HttpKubeAPI
 from kubeprem.kube.resources import Minor, ident, rank_of
@@ -87,11 +85,6 @@ def parse_release(text: str) -> Minor:
     return int(parts[0]), int(parts[1])
 
 
-def for_release(rendered: Rendered, minor: Minor) -> Rendered:
-    """The rendered app with the API versions release ``minor`` serves."""
-    return replace(rendered, objects=tuple(resources.for_release(rendered.objects, minor)))
-
-
 def kube_api(loaded: LoadedSite, kubeconfig: str | None) -> HttpKubeAPI:
     path = Path(kubeconfig) if kubeconfig else pki_dir(loaded) / KUBECONFIG_DIR / "admin.conf"
     if not path.exists():
@@ -102,10 +95,8 @@ def kube_api(loaded: LoadedSite, kubeconfig: str | None) -> HttpKubeAPI:
 def cmd_render(args: argparse.Namespace) -> int:
     app = app_def(args.app)
     values = load_values(app.values, args.values)
-    rendered = for_release(
-        workflow.render(app, values, image_refs(), SystemPasswords()),
-        parse_release(args.kubernetes_version),
-    )
+    release = parse_release(args.kubernetes_version)
+    rendered = workflow.render(app, values, image_refs(), SystemPasswords(), release=release)
     if not args.out:
         console.out(workflow.to_yaml(rendered.objects), end="")
         return 0
@@ -169,9 +160,8 @@ def import_app_images(loaded: LoadedSite, refs: Sequence[str]) -> None:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     app, values, api, loaded = _prepare(args)
-    rendered = for_release(
-        workflow.render(app, values, image_refs(loaded.site), SystemPasswords(), api),
-        loaded.site.cluster.minor,
+    rendered = workflow.render(
+        app, values, image_refs(loaded.site), SystemPasswords(), api, loaded.site.cluster.minor
     )
     refs = workflow.image_refs_of(rendered.objects)
     if args.dry_run:
@@ -222,9 +212,8 @@ def _dry_run(
 
 def cmd_status(args: argparse.Namespace) -> int:
     app, values, api, loaded = _prepare(args)
-    rendered = for_release(
-        workflow.render(app, values, image_refs(loaded.site), SystemPasswords(), api),
-        loaded.site.cluster.minor,
+    rendered = workflow.render(
+        app, values, image_refs(loaded.site), SystemPasswords(), api, loaded.site.cluster.minor
     )
     rows, pods, claims = workflow.status(api, rendered)
     for w in rows:
@@ -244,9 +233,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_destroy(args: argparse.Namespace) -> int:
     app, values, api, loaded = _prepare(args)
-    rendered = for_release(
-        workflow.render(app, values, image_refs(), SystemPasswords(), api),
-        loaded.site.cluster.minor,
+    rendered = workflow.render(
+        app, values, image_refs(), SystemPasswords(), api, loaded.site.cluster.minor
     )
     gone = workflow.destroy(
         api, rendered, delete_data=args.delete_data, progress=lambda line: console.print(line)
