@@ -49,18 +49,16 @@ Job that creates the cluster once; clients must be cluster-aware.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from kubeprem.addons import peer_watch
+from kubeprem.addons.dns import PEER_WATCH, peer_watch_source
 from kubeprem.apps import base as b
 from kubeprem.apps.values import ClusterDomain, ResourcesV, Spread, StorageV, Values
 from kubeprem.sensitive import Sensitive
 
 APP = "redis"
-PEER_WATCH = "peer_watch.py"  # kubeprem.addons.peer_watch, in the ConfigMap
 PEER_WATCH_IMAGE = "cluster-dns"  # the catalogue image with python3
 PEER_WATCH_HEALTH = 8406
 SECRET = "redis-auth"
@@ -283,10 +281,6 @@ backend primary
     tcp-check expect string +OK
 {servers}
 """
-
-
-def peer_watch_source() -> str:
-    return Path(peer_watch.__file__).read_text(encoding="utf-8")
 
 
 def _peer_watch_rbac(ns: str) -> tuple[b.Obj, ...]:
