@@ -5,7 +5,8 @@ exceptions never reach users: wrap them with ``raise ... from exc``.
 
     KubepremError                exit 1 unless a subclass says otherwise
     ├── InputError               exit 2: bad input, nothing was changed
-    │   └── SiteError            a site file problem, with file:line:column
+    │   ├── SiteError            a site file problem, with file:line:column
+    │   └── PreflightError       the machines are not ready (a port taken, swap on, ...)
     └── OperationError           exit 1: something failed while acting
         ├── RemoteError          a command on a host failed (host, step, argv, status, stderr)
         └── PrerequisiteError    this machine lacks what the operation needs
@@ -65,6 +66,12 @@ class SiteError(InputError):
     @property
     def location(self) -> Location:
         return self.problems[0][0]
+
+
+class PreflightError(InputError):
+    """Apply's checks of the facts refused the machines before anything was
+    changed: the operator fixes the machine (or the site file) and reruns.
+    Exit status 2, like any refusal that changed nothing."""
 
 
 class OperationError(KubepremError):

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import pytest
 
 from kubeprem.components.base import File
-from kubeprem.errors import OperationError, RemoteError
+from kubeprem.errors import OperationError, PreflightError, RemoteError
 from kubeprem.pki.bundle import PkiBundle
 from kubeprem.pki.store import ensure_pki
 from kubeprem.site import LoadedSite, example_text, load_site
@@ -164,6 +164,26 @@ def test_a_bug_while_gathering_is_not_hidden_as_a_host_failure(
     fakes["worker-0"].handle(("sh", "-c"), broken)
     with pytest.raises(KeyError):
         plan(loaded, bundle, dict(fakes))
+
+
+# -- preflight: refused before anything changes -------------------------------------
+
+
+def test_preflight_problems_refuse_with_exit_status_2_and_nothing_changes(
+    cluster: tuple[LoadedSite, PkiBundle],
+) -> None:
+    loaded, bundle = cluster
+    fakes = fakes_for(loaded)
+    fakes["worker-1"].swaps.append(("/dev/sda2", 1024, 0))
+    cplan = plan(loaded, bundle, dict(fakes))
+    with pytest.raises(PreflightError) as err:
+        wf.check_preflight(cplan)
+    assert err.value.exit_status == 2
+    assert "worker-1: swap is on" in str(err.value)
+    with pytest.raises(PreflightError):
+        asyncio.run(wf.apply(loaded, cplan, dict(fakes), [], say=print))
+    for fake in fakes.values():
+        assert only_facts(fake) and fake.files == {}
 
 
 # -- a host failing in the middle of a phase ---------------------------------------

@@ -152,6 +152,7 @@ async def cmd_apply(args: argparse.Namespace) -> int:
         cplan = await wf.make_plan(loaded, bundle, artifacts, transports)
         # with --json, stdout carries only the summary document
         _print_plan(cplan, verbose=False, to_stderr=args.json)
+        wf.check_preflight(cplan)  # refused before asking: nothing to confirm
         if not args.yes:
             answer = console.input("Apply these changes? [y/N] ")
             if answer.strip().lower() not in ("y", "yes"):

@@ -339,6 +339,7 @@ async def cmd_node_add(args: argparse.Namespace) -> int:
         cplan = await wf.make_plan(loaded, bundle, artifacts, transports)
         changed = [h for h, hp in cplan.hosts.hosts.items() if hp.changes]
         nd.check_add(loaded.site, args.name, changed)
+        wf.check_preflight(cplan)
         console.print(f"changes on: {', '.join(changed) or 'nothing'}")
         if not _confirm(args, f"Add {args.name}?"):
             console.print("nothing changed")

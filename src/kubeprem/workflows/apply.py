@@ -27,7 +27,7 @@ from typing import Any
 from kubeprem.addons import dns, smoke
 from kubeprem.components import paths, rbac
 from kubeprem.components.base import Rendered
-from kubeprem.errors import OperationError
+from kubeprem.errors import OperationError, PreflightError
 from kubeprem.images.builder import ImageArchive
 from kubeprem.lab.artifacts import ArtifactSet
 from kubeprem.pki.bundle import PkiBundle
@@ -201,6 +201,14 @@ def preflight(site: Site, facts: Mapping[str, HostFacts]) -> dict[str, list[str]
     return out
 
 
+def check_preflight(cplan: ClusterPlan) -> None:
+    """Refuse (exit status 2) when the preflight found a problem on any machine."""
+    bad = {h: p for h, p in cplan.problems.items() if p}
+    if bad:
+        lines = "; ".join(f"{h}: {', '.join(p)}" for h, p in bad.items())
+        raise PreflightError(f"preflight failed, nothing changed: {lines}")
+
+
 def phase_plan(plan: Plan, desired: Mapping[str, list[Rendered]], phase: Phase) -> Plan:
     """The part of the full plan that belongs to one phase's components."""
     hosts: dict[str, HostPlan] = {}
@@ -274,10 +282,7 @@ async def apply(
     clock: Callable[[], float] = time.monotonic,
 ) -> ApplyReport:
     site = loaded.site
-    bad = {h: p for h, p in cplan.problems.items() if p}
-    if bad:
-        lines = "; ".join(f"{h}: {', '.join(p)}" for h, p in bad.items())
-        raise OperationError(f"preflight failed, nothing changed: {lines}")
+    check_preflight(cplan)
     unknown = {r.component for rs in cplan.desired.values() for r in rs} - KNOWN_COMPONENTS
     if unknown:
         raise AssertionError(f"components without a phase: {sorted(unknown)}")
