@@ -18,6 +18,7 @@ from kubeprem.components.versions import features
 from kubeprem.site.model import Site
 
 SERVICE = "kube-apiserver.service"
+BIND_ADDRESS = "0.0.0.0"  # every address: HAProxy, kubelets and admins reach it directly
 
 # CN of the front-proxy client certificate (kubeadm's): the only identity
 # allowed to assert users through the X-Remote-* headers.
@@ -47,7 +48,7 @@ def argv(ctx: HostContext) -> list[str]:
     pairs: dict[str, str | int | bool | None] = {
         # serving
         "advertise-address": str(m.address),
-        "bind-address": "0.0.0.0",
+        "bind-address": BIND_ADDRESS,
         "secure-port": site.api.apiserver_port,
         "tls-cert-file": paths.APISERVER_CRT,
         "tls-private-key-file": paths.APISERVER_KEY,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeprem.addons import dns, smoke
-from kubeprem.components import paths, rbac
+from kubeprem.components import paths, ports, rbac
 from kubeprem.components.base import Rendered
 from kubeprem.errors import OperationError, PreflightError
 from kubeprem.images.builder import ImageArchive
@@ -46,7 +46,7 @@ from kubeprem.plan.model import (
     ordered,
 )
 from kubeprem.site.load import LoadedSite
-from kubeprem.site.model import Site
+from kubeprem.site.model import Machine, Site
 from kubeprem.transport.base import Transport
 from kubeprem.transport.ssh import TEMP_GLOB
 from kubeprem.workflows import gates
@@ -197,7 +197,52 @@ def preflight(site: Site, facts: Mapping[str, HostFacts]) -> dict[str, list[str]
             problems.append(
                 f"clock is {offset:+.1f} s off the operator's; enable NTP (TLS and etcd need synchronised clocks)"
             )
+        problems += port_conflicts(site, m, f)
         out[m.name] = problems
+    return out
+
+
+# is-active answers that say for certain a unit holds no port: anything else
+# (active, activating, reloading, deactivating, unknown) may be our own
+# service holding it, and a rerun on a converged cluster must pass.
+STOPPED = frozenset({"inactive", "failed"})
+
+
+def port_conflicts(site: Site, machine: Machine, facts: HostFacts) -> list[str]:
+    """A port one of the machine's components needs, held by another program:
+    a listener on it, and the kubeprem unit that owns it not running. Only
+    what the facts show for certain: no listener list, no state of the unit
+    or an address that cannot be read refuse nothing."""
+    if facts.listeners is None:
+        return []
+    out: list[str] = []
+    seen: set[tuple[int, str]] = set()
+    for need in ports.listens(site, machine):
+        if (need.port, need.service) in seen:
+            continue
+        state = facts.services.get(need.service)
+        if state is None or state.active not in STOPPED:
+            continue
+        held = [
+            lst
+            for lst in facts.listeners
+            if lst.port == need.port and ports.clashes(need.address, lst.address)
+        ]
+        if not held:
+            continue
+        seen.add((need.port, need.service))
+        where = ", ".join(
+            f"[{lst.address}]:{lst.port}" if ":" in lst.address else f"{lst.address}:{lst.port}"
+            for lst in held
+        )
+        fix = f"Stop that program (`ss -ltnp 'sport = :{need.port}'` names it)"
+        if need.setting:
+            fix += f" or give {need.component} another port ({need.setting} in the site file)"
+        out.append(
+            f"TCP port {need.port} is in use ({where}) while {need.service} is "
+            f"{state.active}: another program holds the port {need.component} needs "
+            f"({need.what}). {fix}, then apply again"
+        )
     return out
 
 
