@@ -15,6 +15,7 @@ from kubeprem.components.base import File, Rendered
 from kubeprem.plan.diff import diff, diff_host, wanted
 from kubeprem.plan.facts import FileFacts, HostFacts, ServiceFacts
 from kubeprem.plan.model import (
+    PREVIEW_LIMIT,
     Change,
     DaemonReload,
     EnableService,
@@ -176,7 +177,7 @@ def test_secrets_never_appear_in_text_json_or_repr() -> None:
     assert isinstance(key_change, WriteFile) and key_change.old_text is None
     shown = to_text(plan, verbose=True) + plan.to_json(verbose=True) + repr(plan)
     assert "PRIVATE KEY" not in shown and "MIIE" not in shown
-    assert "secret: content changes, not shown" in shown
+    assert "(secret: contents not shown)" in shown
 
 
 def test_text_shows_unified_diff_counts_and_summary() -> None:
@@ -235,3 +236,43 @@ def test_later_phases_add_commands_in_rank_order() -> None:
         }
     ]
     assert "$ route to pod CIDR" in to_text(plan)
+
+
+# -- previews: which files are read for a diff, and what is attached ------------------
+
+
+def _content_change(*files: File) -> HostFacts:
+    other = FileFacts("0" * 64, 0o644)
+    return HostFacts("h", files={f.path: other for f in files})
+
+
+def test_preview_paths_skip_secrets_binaries_big_and_non_text_files() -> None:
+    files = (
+        File.text("/etc/a.conf", "a\n"),
+        File("/etc/key.pem", b"-----BEGIN PRIVATE KEY-----\n", 0o600, secret=True),
+        File("/usr/local/bin/etcd", b"ELF", 0o755, known_sha256="1" * 64),
+        File("/etc/big.conf", b"x" * (PREVIEW_LIMIT + 1)),
+        File("/etc/latin1.conf", "caf\u00e9\n".encode("latin-1")),
+        File("/etc/nul.conf", b"a\0b"),
+        File.text("/etc/b.conf", "b\n"),
+    )
+    p = diff({"h": [Rendered("x", files)]}, {"h": _content_change(*files)})
+    assert p.preview_paths("h") == ("/etc/a.conf", "/etc/b.conf")
+    assert p.preview_paths("h", most=1) == ("/etc/a.conf",)
+    assert p.preview_paths("nobody") == ()
+
+
+def test_a_current_text_that_holds_a_key_is_not_attached() -> None:
+    files = (File.text("/etc/a.conf", "a\n"), File.text("/etc/b.conf", "b\n"))
+    p = diff({"h": [Rendered("x", files)]}, {"h": _content_change(*files)})
+    p = p.with_previews(
+        {
+            "h": {
+                "/etc/a.conf": "old a\n",
+                "/etc/b.conf": "users:\n- user:\n    client-key-data: LS0t\n",
+            }
+        }
+    )
+    old = {c.path: c.old_text for c in p.hosts["h"].changes if isinstance(c, WriteFile)}
+    assert old == {"/etc/a.conf": "old a\n", "/etc/b.conf": None}
+    assert "LS0t" not in to_text(p)

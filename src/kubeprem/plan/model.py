@@ -19,6 +19,26 @@ from typing import Any, Literal
 
 from kubeprem.components.base import File
 
+# Previews of current contents for the plan's diffs: per file and per host.
+PREVIEW_LIMIT = 64 * 1024
+PREVIEW_FILES = 50
+# What a key, a kubeconfig's client key, a token or a password looks like in text.
+SECRET_MARKS = ("PRIVATE KEY-----", "client-key-data:", "token:", "password:")
+
+
+def looks_secret(text: str) -> bool:
+    return any(mark in text for mark in SECRET_MARKS)
+
+
+def _previewable(file: File, limit: int) -> bool:
+    if file.known_sha256 is not None or len(file.content) > limit or b"\0" in file.content:
+        return False
+    try:
+        file.content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
 
 class Rank(IntEnum):
     """Order of changes within a host."""
@@ -255,21 +275,32 @@ class Plan:
         new = HostPlan(host, ordered([*old.changes, *changes]), (*old.noops, *noops))
         return Plan({**self.hosts, host: new})
 
-    def preview_paths(self, host: str) -> tuple[str, ...]:
-        """Non-secret files whose content changes: worth reading for a diff."""
+    def preview_paths(
+        self, host: str, *, limit: int = PREVIEW_LIMIT, most: int = PREVIEW_FILES
+    ) -> tuple[str, ...]:
+        """Files worth reading for a diff: their content changes (the hash
+        differs), they are not secret, and the new content is text of at
+        most ``limit`` bytes (binaries carry their hash from the artifact
+        manifest). At most ``most`` of them, in plan order."""
         hp = self.hosts.get(host)
         if hp is None:
             return ()
-        return tuple(c.path for c in hp.files() if c.why == "content" and not c.file.secret)
+        return tuple(
+            c.path
+            for c in hp.files()
+            if c.why == "content" and not c.file.secret and _previewable(c.file, limit)
+        )[:most]
 
     def with_previews(self, previews: Mapping[str, Mapping[str, str]]) -> Plan:
         """Attach current contents (host -> path -> text) for readable diffs.
 
-        Secret files never get one, whatever ``previews`` holds.
+        Secret files never get one, whatever ``previews`` holds, and neither
+        does a current text that holds a private key or a kubeconfig's
+        client key (someone put a secret where kubeprem writes none).
         """
         hosts: dict[str, HostPlan] = {}
         for host, hp in self.hosts.items():
-            texts = previews.get(host, {})
+            texts = {p: t for p, t in previews.get(host, {}).items() if not looks_secret(t)}
             changes: list[Change] = []
             for c in hp.changes:
                 if isinstance(c, WriteFile) and not c.file.secret and c.path in texts:

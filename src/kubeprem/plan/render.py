@@ -55,7 +55,7 @@ def file_diff(change: WriteFile, max_lines: int) -> list[Text]:
     if change.why == "mode":
         return []
     if f.secret:
-        return [Text("secret: content changes, not shown", style="yellow")]
+        return [Text("(secret: contents not shown)", style="yellow")]
     try:
         new = f.content.decode("utf-8")
     except UnicodeDecodeError:
