@@ -34,8 +34,9 @@ def register(sub: Any) -> None:
         "plan",
         help="show what apply would change, per machine",
         description="Connect to every machine (one round trip each), compare its files and "
-        "services with the desired state, and print the changes apply would make. Changes "
-        "nothing. A converged cluster shows no change.",
+        "services with the desired state, and print the changes apply would make, with a "
+        "diff of each changed text file (read in one more round trip; never secrets). "
+        "Changes nothing. A converged cluster shows no change.",
     )
     add_site_arg(p)
     p.add_argument("--json", action="store_true", help='print {"hosts": {"<machine>": [...]}}')
@@ -119,7 +120,8 @@ async def cmd_plan(args: argparse.Namespace) -> int:
     _, bundle = ensure_pki(loaded, datetime.now(UTC))
     artifacts = cluster_artifacts(loaded)
     async with connected(loaded) as transports:
-        cplan = await wf.make_plan(loaded, bundle, artifacts, transports)
+        # --json prints no diffs: no contents to read
+        cplan = await wf.make_plan(loaded, bundle, artifacts, transports, previews=not args.json)
     if args.json:
         sys.stdout.write(json.dumps(cplan.to_dict(verbose=args.verbose), indent=2) + "\n")
     else:
@@ -149,7 +151,7 @@ async def cmd_apply(args: argparse.Namespace) -> int:
     images = cluster_images(loaded)
     t0 = time.monotonic()
     async with connected(loaded) as transports:
-        cplan = await wf.make_plan(loaded, bundle, artifacts, transports)
+        cplan = await wf.make_plan(loaded, bundle, artifacts, transports, previews=True)
         # with --json, stdout carries only the summary document
         _print_plan(cplan, verbose=False, to_stderr=args.json)
         wf.check_preflight(cplan)  # refused before asking: nothing to confirm

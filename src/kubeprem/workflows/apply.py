@@ -32,8 +32,9 @@ from kubeprem.images.builder import ImageArchive
 from kubeprem.lab.artifacts import ArtifactSet
 from kubeprem.pki.bundle import PkiBundle
 from kubeprem.plan.diff import diff, is_unit_path, wanted
-from kubeprem.plan.facts import HostFacts, gather_facts
+from kubeprem.plan.facts import HostFacts, gather_contents, gather_facts
 from kubeprem.plan.model import (
+    PREVIEW_LIMIT,
     Change,
     DaemonReload,
     EnableService,
@@ -134,8 +135,13 @@ async def make_plan(
     bundle: PkiBundle,
     artifacts: ArtifactSet | None,
     transports: Mapping[str, Transport],
+    *,
+    previews: bool = False,
 ) -> ClusterPlan:
-    """Gather facts (one round trip per host) and diff against the desired state."""
+    """Gather facts (one round trip per host) and diff against the desired state.
+
+    ``previews``: the plan is shown to people, so read the current content of
+    the changed text files for a diff (``with_previews``)."""
     site = loaded.site
     first = desired_state(site, bundle, artifacts)
     requests = {name: wanted(rendered) for name, rendered in first.items()}
@@ -144,7 +150,35 @@ async def make_plan(
     for name in joined(loaded) & options.keys():
         options[name] = replace(options[name], etcd_existing=True)
     desired = desired_state(site, bundle, artifacts, options)
-    return ClusterPlan(diff(desired, facts), facts, desired, preflight(site, facts))
+    hosts = diff(desired, facts)
+    if previews:
+        hosts = await with_previews(hosts, transports)
+    return ClusterPlan(hosts, facts, desired, preflight(site, facts))
+
+
+async def with_previews(plan: Plan, transports: Mapping[str, Transport]) -> Plan:
+    """The plan with the current content of its changed text files, for
+    readable diffs: one more round trip, only to hosts with such files, only
+    for files whose hash differs, never for secrets (``Plan.preview_paths``),
+    each file at most ``PREVIEW_LIMIT`` bytes. A host whose files cannot be
+    read keeps its hashes: a preview is never worth failing a plan for."""
+    wanted = {h: plan.preview_paths(h) for h in plan.hosts}
+    wanted = {h: p for h, p in wanted.items() if p and h in transports}
+    if not wanted:
+        return plan
+    names = list(wanted)
+    results = await asyncio.gather(
+        *(gather_contents(transports[n], wanted[n], limit=PREVIEW_LIMIT) for n in names),
+        return_exceptions=True,
+    )
+    texts: dict[str, dict[str, str]] = {}
+    for name, result in zip(names, results, strict=True):
+        if isinstance(result, OperationError):
+            continue
+        if isinstance(result, BaseException):
+            raise result  # a bug, not a host's failure
+        texts[name] = result
+    return plan.with_previews(texts)
 
 
 async def gather_every_host(
