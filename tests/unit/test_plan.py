@@ -199,7 +199,8 @@ def test_long_diffs_are_truncated() -> None:
     new = "".join(f"line {i}\n" for i in range(200))
     rendered = [Rendered("x", (File.text("/etc/x.conf", new),))]
     plan = diff({"h": rendered}, {"h": HostFacts("h", files={"/etc/x.conf": None})})
-    text = to_text(plan, max_diff_lines=10)
+    assert "+line 0" not in to_text(plan)  # a new file's text only with --verbose
+    text = to_text(plan, verbose=True, max_diff_lines=10)
     assert "+line 6" in text and "+line 7" not in text  # 3 header lines + 7
     assert "... 193 more diff lines" in text
 

@@ -41,7 +41,10 @@ def register(sub: Any) -> None:
     add_site_arg(p)
     p.add_argument("--json", action="store_true", help='print {"hosts": {"<machine>": [...]}}')
     p.add_argument(
-        "-v", "--verbose", action="store_true", help="also say why each thing is left as it is"
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also say why each thing is left as it is, and show the contents of files to be created",
     )
     p.set_defaults(handler=cmd_plan)
 

@@ -49,10 +49,15 @@ def host_counts(hp: HostPlan) -> str:
     return ", ".join(_plural(n, _COUNT_WORDS.get(a, a)) for a, n in counts.items())
 
 
-def file_diff(change: WriteFile, max_lines: int) -> list[Text]:
-    """The lines shown under a file change: a unified diff, or why there is none."""
+def file_diff(change: WriteFile, max_lines: int, *, new_contents: bool = False) -> list[Text]:
+    """The lines shown under a file change: a unified diff, or why there is none.
+
+    A file that does not exist yet shows its contents only with
+    ``new_contents`` (``plan --verbose``): a first plan creates hundreds of
+    files, and their full text would bury the changes worth reading.
+    """
     f = change.file
-    if change.why == "mode":
+    if change.why == "mode" or (change.why == "create" and not new_contents):
         return []
     if f.secret:
         return [Text("(secret: contents not shown)", style="yellow")]
@@ -109,7 +114,8 @@ def change_line(change: Change) -> Text:
 
 
 def renderable(plan: Plan, *, verbose: bool = False, max_diff_lines: int = 40) -> RenderableType:
-    """The plan as rich text; ``verbose`` adds each no-op and its reason."""
+    """The plan as rich text; ``verbose`` adds each no-op and its reason, and
+    the contents of files to be created."""
     parts: list[RenderableType] = []
     for host, hp in plan.hosts.items():
         if not hp.changes:
@@ -119,7 +125,10 @@ def renderable(plan: Plan, *, verbose: bool = False, max_diff_lines: int = 40) -
         for change in hp.changes:
             parts.append(Text("  ") + change_line(change))
             if isinstance(change, WriteFile):
-                parts += [Text("      ") + line for line in file_diff(change, max_diff_lines)]
+                parts += [
+                    Text("      ") + line
+                    for line in file_diff(change, max_diff_lines, new_contents=verbose)
+                ]
         if verbose:
             for noop in hp.noops:
                 parts.append(Text(f"  = {noop.subject}: {noop.reason}", style="dim"))
