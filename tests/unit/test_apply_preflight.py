@@ -21,7 +21,7 @@ from kubeprem.components.render import render_machine
 from kubeprem.errors import InputError, PreflightError
 from kubeprem.pki.bundle import PkiBundle
 from kubeprem.pki.store import ensure_pki
-from kubeprem.plan.facts import HostFacts, Listener, ServiceFacts
+from kubeprem.plan.facts import HostFacts, Kernel, Listener, ServiceFacts
 from kubeprem.site import LoadedSite, example_text, load_site
 from kubeprem.transport.base import Transport
 from kubeprem.transport.fake import FakeService, FakeTransport
@@ -272,3 +272,50 @@ def test_a_site_without_the_default_ports_is_followed(tmp_path: Path) -> None:
     site = load_site(tmp_path / "site.yaml").site
     got = {(lst.port, lst.setting) for lst in ports.listens(site, site.machine("controller-0"))}
     assert {(9443, "api.port"), (7443, "api.apiserver_port")} <= got
+
+
+# -- kernel modules a worker needs -------------------------------------------------
+
+
+def _kernel(container: str | None = None, **kernel: bool | None) -> HostFacts:
+    loaded = {"bridge": True, "br_netfilter": True, "overlay": True, "ip_forward": True}
+    return HostFacts("worker-0", container=container, kernel=Kernel(**(loaded | kernel)))
+
+
+def test_a_module_not_loaded_that_no_one_can_load_is_refused() -> None:
+    [problem] = wf.kernel_problems(_kernel(overlay=False, overlay_module=False))
+    assert problem.startswith("kernel module overlay is not loaded and the running kernel")
+    assert "`modinfo overlay` finds nothing" in problem and "overlayfs snapshotter" in problem
+
+    [problem] = wf.kernel_problems(
+        _kernel("systemd-nspawn", bridge=False, br_netfilter=False, br_netfilter_module=True)
+    )
+    assert "br_netfilter is not loaded, and a container cannot load it" in problem
+    assert "on the host, `modprobe br_netfilter`" in problem
+
+
+def test_a_module_apply_can_load_or_the_facts_cannot_tell_refuses_nothing() -> None:
+    assert wf.kernel_problems(_kernel()) == []
+    # not loaded, but modinfo finds it: the base phase loads it
+    assert wf.kernel_problems(_kernel(overlay=False, overlay_module=True)) == []
+    assert wf.kernel_problems(_kernel(bridge=False, br_netfilter=False)) == []  # no modinfo
+    # loaded, whatever modinfo says (built in, or no /lib/modules in a container)
+    assert wf.kernel_problems(_kernel("docker", overlay_module=False)) == []
+    # /sys/module/br_netfilter missing but its sysctls present: loaded
+    assert wf.kernel_problems(_kernel(br_netfilter=False, br_netfilter_module=False)) == []
+    assert wf.kernel_problems(HostFacts("old-facts")) == []
+
+
+def test_a_worker_without_a_module_refuses_apply_and_controllers_are_not_asked(
+    cluster: tuple[LoadedSite, PkiBundle],
+) -> None:
+    loaded, bundle = cluster
+    fakes = fakes_for(loaded)
+    for name in ("worker-1", "controller-0"):
+        fakes[name].kernel.update({"overlay": "no", "overlay-module": "no"})
+    cplan = plan(loaded, bundle, dict(fakes))
+    assert list(cplan.to_dict()["preflight"]) == ["worker-1"]
+    with pytest.raises(PreflightError, match="worker-1: kernel module overlay is not loaded"):
+        asyncio.run(wf.apply(loaded, cplan, dict(fakes), [], say=print))
+    for fake in fakes.values():
+        assert only_facts(fake) and fake.files == {}

@@ -114,6 +114,8 @@ CASES: dict[str, dict[str, Any]] = {
         ),
         "kernel.bridge": False,
         "kernel.ip_forward": True,
+        "kernel.overlay_module": False,
+        "kernel.br_netfilter_module": None,  # "?": no modinfo
         "files": {
             "/etc/systemd/system/etcd.service": FileFacts(
                 "4f0c3e6a9d1b2c7e8f00112233445566778899aabbccddeeff00112233445566",

@@ -16,7 +16,8 @@ Output format (one marker line per section, then the section's lines)::
     @@kubeprem clock              date +%s.%N (plain seconds where %N is unsupported)
     @@kubeprem swaps              /proc/swaps, verbatim
     @@kubeprem ports ss|proc      ss -ltnH, or /proc/net/tcp{,6} where ss is missing
-    @@kubeprem kernel             "bridge yes|no", "br_netfilter yes|no", "overlay yes|no", "ip_forward <0|1|?>"
+    @@kubeprem kernel             "bridge yes|no", "br_netfilter yes|no", "overlay yes|no", "ip_forward <0|1|?>",
+                                  "overlay-module yes|no|?", "br_netfilter-module yes|no|?" (modinfo finds one to load)
     @@kubeprem file <path>        "missing", or "sha256 <hex|unreadable>" and "stat <octal mode> <user> <group> <type>"
     @@kubeprem service <name>     "enabled <is-enabled>", "active <is-active>" (empty output: "unknown")
     @@kubeprem end
@@ -76,6 +77,11 @@ if [ "$mode" = full ]; then
   if grep -qw overlay /proc/filesystems 2>/dev/null || [ -d /sys/module/overlay ]; then
     say "overlay yes"; else say "overlay no"; fi
   say "ip_forward $(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo '?')"
+  for m in overlay br_netfilter; do
+    if have modinfo; then
+      if modinfo -n "$m" >/dev/null 2>&1; then say "$m-module yes"; else say "$m-module no"; fi
+    else say "$m-module ?"; fi
+  done
 fi
 # Digests are cached on the host, keyed by size, mtime, inode, ctime and
 # device (as git's index does): a binary of 100 MB is hashed again only when
@@ -225,6 +231,10 @@ class Kernel:
     br_netfilter: bool | None = None
     overlay: bool | None = None
     ip_forward: bool | None = None
+    # modinfo finds a module (or a built-in one) for the running kernel: it
+    # could be loaded. None: no modinfo on the host.
+    overlay_module: bool | None = None
+    br_netfilter_module: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -430,6 +440,8 @@ def parse_facts(host: str, output: str) -> HostFacts:
                     br_netfilter=_yes(info.get("br_netfilter")),
                     overlay=_yes(info.get("overlay")),
                     ip_forward=_yes(info.get("ip_forward")),
+                    overlay_module=_yes(info.get("overlay-module")),
+                    br_netfilter_module=_yes(info.get("br_netfilter-module")),
                 ),
             )
         elif name == "file" and arg:

@@ -232,7 +232,53 @@ def preflight(site: Site, facts: Mapping[str, HostFacts]) -> dict[str, list[str]
                 f"clock is {offset:+.1f} s off the operator's; enable NTP (TLS and etcd need synchronised clocks)"
             )
         problems += port_conflicts(site, m, f)
+        if m.has("worker"):
+            problems += kernel_problems(f)
         out[m.name] = problems
+    return out
+
+
+# What a worker's kernel must offer, and why (see components/node_os.py).
+KERNEL_NEEDS = (
+    ("overlay", "containerd's overlayfs snapshotter"),
+    ("br_netfilter", "Services: bridged pod traffic must pass iptables"),
+)
+
+
+def kernel_problems(facts: HostFacts) -> list[str]:
+    """A kernel module a worker needs that is not loaded and cannot be.
+
+    The base phase loads overlay and br_netfilter on a machine (modprobe via
+    /etc/modules-load.d), so a module that is not loaded yet refuses only
+    when that cannot work: in a container (only the host can load it), or
+    when modinfo finds no module for the running kernel. What the facts do
+    not say (an older host, no modinfo) refuses nothing.
+    """
+    k = facts.kernel
+    state = {
+        "overlay": (k.overlay, k.overlay_module),
+        "br_netfilter": (
+            True if k.bridge or k.br_netfilter else (None if k.bridge is None else False),
+            k.br_netfilter_module,
+        ),
+    }
+    out: list[str] = []
+    for name, why in KERNEL_NEEDS:
+        loaded, loadable = state[name]
+        if loaded is not False:
+            continue
+        if facts.in_container:
+            out.append(
+                f"kernel module {name} is not loaded, and a container cannot load it "
+                f"(needed for {why}): on the host, `modprobe {name}` and add it to "
+                "/etc/modules-load.d/, then apply again"
+            )
+        elif loadable is False:
+            out.append(
+                f"kernel module {name} is not loaded and the running kernel has none to "
+                f"load (`modinfo {name}` finds nothing; needed for {why}): boot a kernel "
+                "with it, then apply again"
+            )
     return out
 
 
