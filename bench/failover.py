@@ -36,6 +36,7 @@ from kubeprem.pki.store import KUBECONFIG_DIR, pki_dir
 from kubeprem.report.timeline import write_timeline
 from kubeprem.site import LoadedSite, load_site
 from kubeprem.workflows import failover as fo
+from kubeprem.workflows.chaos import pods_on
 
 GOALS = {"redis": 10.0, "postgresql": 30.0}
 PARTIAL = Path("/tmp/kubeprem-failover-last-run.json")  # a run, kept before recovery
@@ -107,10 +108,14 @@ def scenario(
 
         pods = 3
 
+    casualties: list[str] = []  # the app's pods that go down with the machine
+
     def inject(p: fo.Primary) -> None:
         if fault == "delete":
             api.delete("Pod", p.pod, target.namespace)
         else:
+            casualties.extend(pods_on(api.list("Pod", target.namespace), p.node))
+            say(f"{app}/{fault}: powering off {p.node}, which runs {', '.join(casualties)}")
             machines.poweroff(loaded, p.node)
 
     run = fo.run_failover(
@@ -149,6 +154,8 @@ def scenario(
     back = wait_ready(api, target.namespace, pods)
     say(f"{app}: every pod ready again {back:.0f} s later")
     out = run.to_json()
+    if fault == "poweroff":
+        out["pods_on_that_machine"] = casualties
     m = run.result
     say(
         f"{app}/{fault}: outage {m.outage if m else None} s (goal {GOALS[app]:.0f} s), "
