@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import posixpath
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -18,8 +18,7 @@ import pytest
 from kubeprem.components.base import File
 from kubeprem.errors import OperationError, PreflightError, RemoteError
 from kubeprem.pki.bundle import PkiBundle
-from kubeprem.pki.store import ensure_pki
-from kubeprem.site import LoadedSite, example_text, load_site
+from kubeprem.site import LoadedSite
 from kubeprem.transport.base import Result, Transport
 from kubeprem.transport.fake import FakeFile, FakeService, FakeTransport
 from kubeprem.transport.ssh import TEMP_GLOB, temp_name
@@ -34,15 +33,6 @@ OS_UNITS = (
     "systemd-modules-load.service",
     "systemd-sysctl.service",
 )
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LoadedSite, PkiBundle]]:
-    folder = tmp_path_factory.mktemp("site")
-    (folder / "site.yaml").write_text(example_text())
-    loaded = load_site(folder / "site.yaml")
-    _, bundle = ensure_pki(loaded, datetime(2024, 1, 1, tzinfo=UTC))
-    yield loaded, bundle
 
 
 def prepare(
@@ -115,6 +105,12 @@ def only_facts(fake: FakeTransport) -> bool:
     return all(c.kind == "run" and c.argv[3:4] == ("kubeprem-facts",) for c in fake.calls)
 
 
+def assert_untouched(fakes: Mapping[str, FakeTransport]) -> None:
+    """No host was asked anything but its facts, and no file was written."""
+    for name, fake in fakes.items():
+        assert only_facts(fake) and fake.files == {}, name
+
+
 # -- unreachable hosts: the plan fails before acting -----------------------------
 
 
@@ -182,8 +178,7 @@ def test_preflight_problems_refuse_with_exit_status_2_and_nothing_changes(
     assert "worker-1: swap is on" in str(err.value)
     with pytest.raises(PreflightError):
         asyncio.run(wf.apply(loaded, cplan, dict(fakes), [], say=print))
-    for fake in fakes.values():
-        assert only_facts(fake) and fake.files == {}
+    assert_untouched(fakes)
 
 
 # -- a host failing in the middle of a phase ---------------------------------------

@@ -7,9 +7,8 @@ facts cannot tell refuses nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,23 +19,13 @@ from kubeprem.components import ports
 from kubeprem.components.render import render_machine
 from kubeprem.errors import InputError, PreflightError
 from kubeprem.pki.bundle import PkiBundle
-from kubeprem.pki.store import ensure_pki
 from kubeprem.plan.facts import HostFacts, Kernel, Listener, ServiceFacts
 from kubeprem.site import LoadedSite, example_text, load_site
 from kubeprem.transport.base import Transport
 from kubeprem.transport.fake import FakeService, FakeTransport
 from kubeprem.workflows import apply as wf
 from kubeprem.workflows.execute import execute
-from tests.unit.test_apply_failures import fakes_for, only_facts, plan
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LoadedSite, PkiBundle]]:
-    folder = tmp_path_factory.mktemp("site")
-    (folder / "site.yaml").write_text(example_text())
-    loaded = load_site(folder / "site.yaml")
-    _, bundle = ensure_pki(loaded, datetime(2024, 1, 1, tzinfo=UTC))
-    yield loaded, bundle
+from tests.unit.test_apply_failures import assert_untouched, fakes_for, plan
 
 
 def converge(
@@ -75,8 +64,7 @@ def test_a_port_held_by_another_program_is_refused_before_anything_changes(
         asyncio.run(wf.apply(loaded, cplan, dict(fakes), [], say=print))
     assert isinstance(err.value, InputError) and err.value.exit_status == 2
     assert "controller-1" in str(err.value) and "nothing changed" in str(err.value)
-    for fake in fakes.values():
-        assert only_facts(fake) and fake.files == {}
+    assert_untouched(fakes)
 
 
 def test_apply_on_the_command_line_exits_2_and_names_host_port_and_component(
@@ -104,8 +92,7 @@ def test_apply_on_the_command_line_exits_2_and_names_host_port_and_component(
     assert "preflight worker-2: TCP port 10250 is in use (0.0.0.0:10250)" in out  # with the plan
     assert err.startswith("error: preflight failed, nothing changed: worker-2: TCP port 10250")
     assert "the port kubelet needs" in err and "Stop that program" in err
-    for fake in fakes.values():
-        assert only_facts(fake) and fake.files == {}
+    assert_untouched(fakes)
 
 
 # -- passed ----------------------------------------------------------------------
@@ -317,5 +304,4 @@ def test_a_worker_without_a_module_refuses_apply_and_controllers_are_not_asked(
     assert list(cplan.to_dict()["preflight"]) == ["worker-1"]
     with pytest.raises(PreflightError, match="worker-1: kernel module overlay is not loaded"):
         asyncio.run(wf.apply(loaded, cplan, dict(fakes), [], say=print))
-    for fake in fakes.values():
-        assert only_facts(fake) and fake.files == {}
+    assert_untouched(fakes)

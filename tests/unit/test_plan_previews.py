@@ -7,9 +7,8 @@ be read leaves the old and new hashes, and the plan never fails for it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import pytest
 
@@ -17,11 +16,10 @@ from kubeprem.cli import cluster_cmds
 from kubeprem.cli.main import main
 from kubeprem.components import paths
 from kubeprem.pki.bundle import PkiBundle
-from kubeprem.pki.store import ensure_pki
 from kubeprem.plan.facts import READ_SCRIPT
 from kubeprem.plan.model import PREVIEW_LIMIT
 from kubeprem.plan.render import to_text
-from kubeprem.site import LoadedSite, example_text, load_site
+from kubeprem.site import LoadedSite
 from kubeprem.transport.base import Transport
 from kubeprem.transport.fake import FakeFile, FakeTransport
 from kubeprem.workflows import apply as wf
@@ -29,15 +27,6 @@ from kubeprem.workflows.execute import execute
 from tests.unit.test_apply_failures import fakes_for
 
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LoadedSite, PkiBundle]]:
-    folder = tmp_path_factory.mktemp("site")
-    (folder / "site.yaml").write_text(example_text())
-    loaded = load_site(folder / "site.yaml")
-    _, bundle = ensure_pki(loaded, datetime(2024, 1, 1, tzinfo=UTC))
-    yield loaded, bundle
 
 
 def plan(
