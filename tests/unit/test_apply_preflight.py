@@ -145,11 +145,27 @@ def test_a_listener_on_another_address_or_ipv6_only_leaves_the_port_free(
     # kube-proxy's metrics bind the node's address; etcd's peer URL too
     fakes["worker-0"].listeners.append(("127.0.0.1", 10249))
     fakes["controller-0"].listeners.append(("10.240.0.99", 2380))
-    fakes["controller-0"].listeners.append(("[::]", 6443))  # ss: IPv6 only
+    fakes["controller-0"].listeners.append(("[::]", 8443))  # ss: IPv6 only; HAProxy: IPv4
     assert not any(plan(loaded, bundle, dict(fakes)).problems.values())
     fakes["worker-0"].listeners.append(("127.0.0.1", 10256))  # health binds every address
     [problem] = plan(loaded, bundle, dict(fakes)).problems["worker-0"]
     assert "TCP port 10256 is in use (127.0.0.1:10256)" in problem
+
+
+def test_an_ipv6_only_listener_keeps_a_go_component_from_its_dual_stack_port(
+    cluster: tuple[LoadedSite, PkiBundle],
+) -> None:
+    """Go's listen on 0.0.0.0 is one IPv6 socket taking IPv4 too: it cannot
+    bind while another program listens on [::] on the same port."""
+    loaded, bundle = cluster
+    fakes = fakes_for(loaded)
+    fakes["controller-0"].listeners.append(("::", 6443))
+    fakes["worker-1"].listeners.append(("fe80::1%eth0", 10250))
+    problems = plan(loaded, bundle, dict(fakes)).problems
+    [api] = problems["controller-0"]
+    assert "TCP port 6443 is in use" in api and "kube-apiserver" in api
+    [kubelet] = problems["worker-1"]
+    assert "TCP port 10250 is in use" in kubelet and "kubelet" in kubelet
 
 
 # -- what the facts cannot tell refuses nothing -------------------------------------
@@ -209,6 +225,26 @@ def test_only_what_the_facts_show_for_certain_is_refused(
 )
 def test_address_clashes(ours: str, theirs: str, clash: bool) -> None:
     assert ports.clashes(ours, theirs) is clash
+
+
+@pytest.mark.parametrize("theirs", ["::", "[::]", "fe80::1%eth0", "10.240.0.10", "*"])
+def test_a_dual_stack_wildcard_clashes_with_every_listener(theirs: str) -> None:
+    assert ports.clashes(ports.ANY, theirs, dual_stack=True)
+    # a specific address of a dual-stack program is still only that address
+    assert not ports.clashes("10.240.0.11", "::", dual_stack=True)
+
+
+def test_the_go_components_on_every_address_are_dual_stack(
+    cluster: tuple[LoadedSite, PkiBundle],
+) -> None:
+    site = cluster[0].site
+    dual = {
+        (lst.component, lst.port)
+        for m in site.machines
+        for lst in ports.listens(site, m)
+        if lst.dual_stack
+    }
+    assert dual == {("kube-apiserver", 6443), ("kubelet", 10250), ("kube-proxy", 10256)}
 
 
 # -- the table follows the renderers -------------------------------------------------

@@ -44,6 +44,9 @@ class Listen:
 
     ``address``: the IPv4 address it binds, ``ANY`` for all of them.
     ``setting``: the site setting that moves the port, when there is one.
+    ``dual_stack``: a Go program binding ``ANY``: Go opens one IPv6 socket
+    that takes IPv4 too (``ss`` shows it as "*"), so a listener of any family
+    on the port keeps it from starting, an IPv6-only one included.
     """
 
     port: int
@@ -52,6 +55,7 @@ class Listen:
     service: str
     what: str
     setting: str | None = None
+    dual_stack: bool = False
 
 
 def _split(bind: str) -> tuple[str, int]:
@@ -80,6 +84,7 @@ def listens(site: Site, machine: Machine) -> list[Listen]:
                 apiserver.SERVICE,
                 "secure port",
                 "api.apiserver_port",
+                dual_stack=apiserver.BIND_ADDRESS == ANY,
             )
         )
         out.append(
@@ -121,7 +126,7 @@ def listens(site: Site, machine: Machine) -> list[Listen]:
         ]
     if machine.has("worker"):
         out += [
-            Listen(KUBELET_PORT, ANY, "kubelet", kubelet.SERVICE, "API"),
+            Listen(KUBELET_PORT, ANY, "kubelet", kubelet.SERVICE, "API", dual_stack=True),
             Listen(KUBELET_HEALTHZ[1], KUBELET_HEALTHZ[0], "kubelet", kubelet.SERVICE, "health"),
             Listen(kube_proxy.METRICS_PORT, own, "kube-proxy", kube_proxy.SERVICE, "metrics"),
             Listen(
@@ -130,6 +135,7 @@ def listens(site: Site, machine: Machine) -> list[Listen]:
                 "kube-proxy",
                 kube_proxy.SERVICE,
                 "health",
+                dual_stack=KUBE_PROXY_HEALTHZ[0] == ANY,
             ),
         ]
     return out
@@ -148,16 +154,18 @@ def _ipv4(address: str) -> IPv4Address | None:
     return parsed
 
 
-def clashes(ours: str, theirs: str) -> bool:
+def clashes(ours: str, theirs: str, *, dual_stack: bool = False) -> bool:
     """Whether a listener on ``theirs`` keeps a component from binding the
     same port on ``ours`` (an IPv4 address or ``ANY``).
 
     "*" is a dual-stack wildcard (``ss`` prints "[::]" for an IPv6-only
-    one, which leaves IPv4 alone); a wildcard on either side clashes with
-    every address, two addresses only when equal. An address that cannot
-    be read is taken not to clash: the preflight refuses only what it knows.
+    one, which leaves an IPv4 socket alone); a wildcard on either side
+    clashes with every address, two addresses only when equal. A component
+    whose own wildcard socket is dual-stack (``Listen.dual_stack``) clashes
+    with every listener on its port. Otherwise an address that cannot be
+    read is taken not to clash: the preflight refuses only what it knows.
     """
-    if theirs == "*":
+    if theirs == "*" or (dual_stack and ours == ANY):
         return True
     their = _ipv4(theirs)
     if their is None:

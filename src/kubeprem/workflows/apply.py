@@ -306,7 +306,8 @@ def port_conflicts(site: Site, machine: Machine, facts: HostFacts) -> list[str]:
         held = [
             lst
             for lst in facts.listeners
-            if lst.port == need.port and ports.clashes(need.address, lst.address)
+            if lst.port == need.port
+            and ports.clashes(need.address, lst.address, dual_stack=need.dual_stack)
         ]
         if not held:
             continue
