@@ -244,6 +244,41 @@ def test_real_script_on_this_machine(tmp_path: Path) -> None:
     assert parse_contents("local", read) == {str(odd): "hello\n", str(empty): ""}
 
 
+def test_read_script_follows_no_symlink_and_reads_nothing_without_base64(
+    tmp_path: Path,
+) -> None:
+    text = tmp_path / "haproxy.cfg"
+    text.write_text("global\n")
+    secret = tmp_path / "ca.key"
+    secret.write_text("-----BEGIN PRIVATE KEY-----\n")
+    link = tmp_path / "link.cfg"
+    link.symlink_to(secret)
+    argv = read_command([str(text), str(link)], 100)
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
+    assert f"@@kubeprem content-symlink {link}" in out
+    assert parse_contents("local", out) == {str(text): "global\n"}
+
+    # a PATH with sh's helpers but no base64: no section may read as empty
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("wc", "printf"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    sh = shutil.which("sh")
+    assert sh is not None
+    out = subprocess.run(
+        [sh, *argv[1:]],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        env={"PATH": str(bin_dir)},
+    ).stdout
+    assert f"@@kubeprem content-unreadable {text}" in out
+    assert parse_contents("local", out) == {}
+
+
 def _owner(path: Path) -> tuple[str, str]:
     return path.owner(), path.group()
 

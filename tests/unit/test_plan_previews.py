@@ -15,9 +15,10 @@ import pytest
 from kubeprem.cli import cluster_cmds
 from kubeprem.cli.main import main
 from kubeprem.components import paths
+from kubeprem.components.render import render_machine
 from kubeprem.pki.bundle import PkiBundle
 from kubeprem.plan.facts import READ_SCRIPT
-from kubeprem.plan.model import PREVIEW_LIMIT
+from kubeprem.plan.model import PREVIEW_LIMIT, looks_secret
 from kubeprem.plan.render import to_text
 from kubeprem.site import LoadedSite
 from kubeprem.transport.base import Transport
@@ -135,3 +136,40 @@ def test_the_plan_command_prints_the_diff_and_json_reads_nothing(
     out = capsys.readouterr().out
     assert "-readOnlyPort: 1" in out and "+readOnlyPort: 0" in out
     assert reads(fakes["worker-2"]) == [(KUBELET_CONFIG,)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "-----BEGIN EC PRIVATE KEY-----\n",
+        "users:\n- user:\n    client-key-data: LS0t\n",
+        '{"users": [{"user": {"client-key-data": "LS0t"}}]}',
+        '{"token": "abc"}',
+        "Token: abc\n",
+        "PASSWORD=hunter2\n",
+        "resources:\n- providers:\n  - aescbc:\n      keys:\n      - name: k\n        secret: c2VjcmV0\n",
+    ],
+)
+def test_a_current_text_holding_a_secret_gets_no_diff(text: str) -> None:
+    assert looks_secret(text)
+
+
+def test_no_file_kubeprem_renders_as_non_secret_looks_secret(
+    cluster: tuple[LoadedSite, PkiBundle],
+) -> None:
+    """Else its changes would show hashes instead of a diff."""
+    loaded, bundle = cluster
+    site = loaded.site
+    checked = 0
+    for m in site.machines:
+        for r in render_machine(site, m, bundle):
+            for f in r.files:
+                if f.secret or b"\0" in f.content:
+                    continue
+                try:
+                    text = f.content.decode("utf-8")
+                except UnicodeDecodeError:
+                    continue
+                assert not looks_secret(text), f"{m.name}:{f.path}"
+                checked += 1
+    assert checked > 50

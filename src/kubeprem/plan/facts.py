@@ -501,11 +501,18 @@ async def gather_all(
 
 # Current contents of files, for readable diffs in the plan: never asked for
 # secret files (the plan layer chooses the paths). "$1" is the byte limit.
+# A symlink is not followed (it could point at anything), and without base64
+# nothing is read: an empty section would read as an empty file.
 READ_SCRIPT = r"""
 limit=$1; shift
+encode=no; if command -v base64 >/dev/null 2>&1; then encode=yes; fi
 printf '@@kubeprem facts 1\n'
 for p in "$@"; do
-  if [ -f "$p" ] && [ -r "$p" ]; then
+  if [ -L "$p" ]; then
+    printf '@@kubeprem content-symlink %s\n' "$p"
+  elif [ "$encode" = no ]; then
+    printf '@@kubeprem content-unreadable %s\n' "$p"
+  elif [ -f "$p" ] && [ -r "$p" ]; then
     size=$(wc -c < "$p")
     if [ "$size" -le "$limit" ]; then
       printf '@@kubeprem content %s\n' "$p"
@@ -543,10 +550,18 @@ def parse_contents(host: str, output: str) -> dict[str, str]:
 
 
 async def gather_contents(
-    transport: Transport, paths: Sequence[str], *, limit: int = 256 * 1024
+    transport: Transport,
+    paths: Sequence[str],
+    *,
+    limit: int = 256 * 1024,
+    timeout: float | None = 30.0,
 ) -> dict[str, str]:
-    """One round trip: current text of ``paths`` (non-secret files only, by contract)."""
+    """One round trip: current text of ``paths`` (non-secret files only, by
+    contract). A host that does not answer within ``timeout`` raises an
+    OperationError, and the plan keeps hashes for it."""
     if not paths:
         return {}
-    result = await transport.run(read_command(paths, limit), step="read files for the plan")
+    result = await transport.run(
+        read_command(paths, limit), step="read files for the plan", timeout=timeout
+    )
     return parse_contents(transport.host, result.stdout)

@@ -12,6 +12,7 @@ argument list on the host.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -22,12 +23,19 @@ from kubeprem.components.base import File
 # Previews of current contents for the plan's diffs: per file and per host.
 PREVIEW_LIMIT = 64 * 1024
 PREVIEW_FILES = 50
-# What a key, a kubeconfig's client key, a token or a password looks like in text.
-SECRET_MARKS = ("PRIVATE KEY-----", "client-key-data:", "token:", "password:")
+# What a key, a kubeconfig's client key (YAML or JSON), a token, a password or
+# an encryption secret looks like in text, in any case: "token: x",
+# '"client-key-data": "x"', "PASSWORD=x"; not a longer name such as etcd's
+# "--initial-cluster-token=". A false match only costs a diff.
+SECRET_MARKS = re.compile(
+    r"PRIVATE KEY-----"
+    r"""|["']?(?<![\w-])(client-key-data|token|password|passwd|secret)["']?\s*[:=]""",
+    re.IGNORECASE,
+)
 
 
 def looks_secret(text: str) -> bool:
-    return any(mark in text for mark in SECRET_MARKS)
+    return SECRET_MARKS.search(text) is not None
 
 
 def _previewable(file: File, limit: int) -> bool:
