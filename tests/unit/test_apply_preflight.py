@@ -7,13 +7,11 @@ facts cannot tell refuses nothing."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from kubeprem.cli import cluster_cmds
 from kubeprem.cli.main import main
 from kubeprem.components import ports
 from kubeprem.components.render import render_machine
@@ -21,10 +19,10 @@ from kubeprem.errors import InputError, PreflightError
 from kubeprem.pki.bundle import PkiBundle
 from kubeprem.plan.facts import HostFacts, Kernel, Listener, ServiceFacts
 from kubeprem.site import LoadedSite, example_text, load_site
-from kubeprem.transport.base import Transport
 from kubeprem.transport.fake import FakeService, FakeTransport
 from kubeprem.workflows import apply as wf
 from kubeprem.workflows.execute import execute
+from tests.unit.conftest import cli_on_fakes
 from tests.unit.test_apply_failures import assert_untouched, fakes_for, plan
 
 
@@ -75,17 +73,7 @@ def test_apply_on_the_command_line_exits_2_and_names_host_port_and_component(
     loaded, bundle = cluster
     fakes = fakes_for(loaded)
     fakes["worker-2"].listeners.append(("0.0.0.0", 10250))
-
-    @asynccontextmanager
-    async def connected(
-        _loaded: LoadedSite, _names: object = None
-    ) -> AsyncIterator[dict[str, Transport]]:
-        yield dict(fakes)
-
-    monkeypatch.setattr(cluster_cmds, "connected", connected)
-    monkeypatch.setattr(cluster_cmds, "ensure_pki", lambda _l, _now: (None, bundle))
-    monkeypatch.setattr(cluster_cmds, "cluster_artifacts", lambda _l: None)
-    monkeypatch.setattr(cluster_cmds, "cluster_images", lambda _l: [])
+    cli_on_fakes(monkeypatch, fakes, bundle)
 
     assert main(["apply", str(loaded.path), "--yes"]) == 2
     out, err = (" ".join(text.split()) for text in capsys.readouterr())

@@ -7,12 +7,10 @@ be read leaves the old and new hashes, and the plan never fails for it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 
 import pytest
 
-from kubeprem.cli import cluster_cmds
 from kubeprem.cli.main import main
 from kubeprem.components import paths
 from kubeprem.components.render import render_machine
@@ -21,10 +19,10 @@ from kubeprem.plan.facts import READ_SCRIPT
 from kubeprem.plan.model import PREVIEW_LIMIT, looks_secret
 from kubeprem.plan.render import to_text
 from kubeprem.site import LoadedSite
-from kubeprem.transport.base import Transport
 from kubeprem.transport.fake import FakeFile, FakeTransport
 from kubeprem.workflows import apply as wf
 from kubeprem.workflows.execute import execute
+from tests.unit.conftest import cli_on_fakes
 from tests.unit.test_apply_failures import fakes_for
 
 KUBELET_CONFIG = "/var/lib/kubelet/config.yaml"
@@ -118,16 +116,7 @@ def test_the_plan_command_prints_the_diff_and_json_reads_nothing(
     loaded, bundle = cluster
     fakes = converged(loaded, bundle)
     drift(fakes["worker-2"], KUBELET_CONFIG, "readOnlyPort: 1", "readOnlyPort: 0")
-
-    @asynccontextmanager
-    async def connected(
-        _loaded: LoadedSite, _names: object = None
-    ) -> AsyncIterator[dict[str, Transport]]:
-        yield dict(fakes)
-
-    monkeypatch.setattr(cluster_cmds, "connected", connected)
-    monkeypatch.setattr(cluster_cmds, "ensure_pki", lambda _l, _now: (None, bundle))
-    monkeypatch.setattr(cluster_cmds, "cluster_artifacts", lambda _l: None)
+    cli_on_fakes(monkeypatch, fakes, bundle)
 
     assert main(["plan", str(loaded.path), "--json"]) == 0
     assert not reads(fakes["worker-2"])
