@@ -236,6 +236,13 @@ class Kernel:
     overlay_module: bool | None = None
     br_netfilter_module: bool | None = None
 
+    @property
+    def br_netfilter_loaded(self) -> bool | None:
+        """br_netfilter is active: its module is listed, or its sysctls exist."""
+        if self.bridge or self.br_netfilter:
+            return True
+        return None if self.bridge is None else False
+
 
 @dataclass(frozen=True)
 class HostFacts:

@@ -238,13 +238,6 @@ def preflight(site: Site, facts: Mapping[str, HostFacts]) -> dict[str, list[str]
     return out
 
 
-# What a worker's kernel must offer, and why (see components/node_os.py).
-KERNEL_NEEDS = (
-    ("overlay", "containerd's overlayfs snapshotter"),
-    ("br_netfilter", "Services: bridged pod traffic must pass iptables"),
-)
-
-
 def kernel_problems(facts: HostFacts) -> list[str]:
     """A kernel module a worker needs that is not loaded and cannot be.
 
@@ -255,16 +248,18 @@ def kernel_problems(facts: HostFacts) -> list[str]:
     not say (an older host, no modinfo) refuses nothing.
     """
     k = facts.kernel
-    state = {
-        "overlay": (k.overlay, k.overlay_module),
-        "br_netfilter": (
-            True if k.bridge or k.br_netfilter else (None if k.bridge is None else False),
+    # module, loaded, loadable, why a worker needs it (see components/node_os.py)
+    needs = (
+        ("overlay", k.overlay, k.overlay_module, "containerd's overlayfs snapshotter"),
+        (
+            "br_netfilter",
+            k.br_netfilter_loaded,
             k.br_netfilter_module,
+            "Services: bridged pod traffic must pass iptables",
         ),
-    }
+    )
     out: list[str] = []
-    for name, why in KERNEL_NEEDS:
-        loaded, loadable = state[name]
+    for name, loaded, loadable, why in needs:
         if loaded is not False:
             continue
         if facts.in_container:
