@@ -31,9 +31,9 @@ from typing import Any
 
 from machine import describe  # bench/machine.py
 
+from kubeprem.artifacts import cache as art
+from kubeprem.artifacts import debian as deb
 from kubeprem.cli.artifacts_cmds import cache_dir_of, mirror_of
-from kubeprem.lab import artifacts as art
-from kubeprem.lab import artifacts_debian as deb
 from kubeprem.site import example_text, load_site
 
 RESULTS = Path(__file__).parent / "results" / "artifacts.json"

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from kubeprem.artifacts import cache as art
+from kubeprem.artifacts import debian as deb
+from kubeprem.artifacts.manifest import read_manifest, sha256_file
+from kubeprem.artifacts.mirror import ChecksumMismatch
 from kubeprem.cli.main import main
-from kubeprem.lab import artifacts as art
-from kubeprem.lab import artifacts_debian as deb
-from kubeprem.lab.artifacts_manifest import read_manifest, sha256_file
-from kubeprem.lab.artifacts_mirror import ChecksumMismatch
 from kubeprem.site import example_text
 from kubeprem.site.model import Artifacts, Site
 

@@ -8,9 +8,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from kubeprem.errors import InputError
-from kubeprem.lab import artifacts as art
-from kubeprem.lab.artifacts_manifest import (
+from kubeprem.artifacts import cache as art
+from kubeprem.artifacts.manifest import (
     Entry,
     Manifest,
     ManifestError,
@@ -18,7 +17,8 @@ from kubeprem.lab.artifacts_manifest import (
     read_manifest,
     write_manifest,
 )
-from kubeprem.lab.artifacts_mirror import layout
+from kubeprem.artifacts.mirror import layout
+from kubeprem.errors import InputError
 from kubeprem.site.model import Artifacts, Site
 from tests.conftest import site_with_version
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from kubeprem.artifacts import debian as deb
 from kubeprem.errors import InputError
-from kubeprem.lab import artifacts_debian as deb
 
 DEBIAN_SOURCES = """\
 Types: deb
@@ -106,7 +106,7 @@ def test_find_in_listing() -> None:
 
 
 def test_every_non_kubernetes_artifact_has_a_debian_package() -> None:
-    from kubeprem.lab.artifacts import ARTIFACT_NAMES, KUBERNETES_BINARIES
+    from kubeprem.artifacts.cache import ARTIFACT_NAMES, KUBERNETES_BINARIES
 
     assert set(deb.DEBIAN_BINARIES) == set(ARTIFACT_NAMES) - set(KUBERNETES_BINARIES)
 

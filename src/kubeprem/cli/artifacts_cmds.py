@@ -11,15 +11,15 @@ from typing import Any
 
 from rich.markup import escape
 
-from kubeprem.cli.common import add_site_arg, console_err, site_from
-from kubeprem.lab.artifacts import (
+from kubeprem.artifacts.cache import (
     ArtifactSet,
     default_cache_dir,
     ensure_artifacts,
     listing,
     mirror_components,
 )
-from kubeprem.lab.artifacts_mirror import is_url, layout
+from kubeprem.artifacts.mirror import is_url, layout
+from kubeprem.cli.common import add_site_arg, console_err, site_from
 from kubeprem.site import LoadedSite
 from kubeprem.site.load import resolve_relative
 

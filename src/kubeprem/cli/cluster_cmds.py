@@ -12,10 +12,10 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from kubeprem.artifacts.cache import ArtifactSet, default_cache_dir, ensure_artifacts
 from kubeprem.cli.common import add_site_arg, console, console_err, site_from
 from kubeprem.errors import InputError, OperationError
 from kubeprem.images.builder import ImageArchive, build_images, image_archives
-from kubeprem.lab.artifacts import ArtifactSet, default_cache_dir, ensure_artifacts
 from kubeprem.pki.store import ensure_pki
 from kubeprem.plan.render import renderable
 from kubeprem.site.load import LoadedSite, resolve_relative

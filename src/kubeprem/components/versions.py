@@ -35,7 +35,7 @@ class Features:
     etcd_version: str
     containerd_config_version: int
     pause_image: str
-    # versions a mirror must hold for this minor (kubeprem.lab.artifacts):
+    # versions a mirror must hold for this minor (kubeprem.artifacts.cache):
     # containerd 1.x (config version 2), runc, CNI plugins
     containerd_version: str
     runc_version: str

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from kubeprem.addons import dns, smoke
+from kubeprem.artifacts.cache import ArtifactSet
 from kubeprem.components import paths, ports, rbac
 from kubeprem.components.base import Rendered
 from kubeprem.errors import OperationError, PreflightError
 from kubeprem.images.builder import ImageArchive
-from kubeprem.lab.artifacts import ArtifactSet
 from kubeprem.pki.bundle import PkiBundle
 from kubeprem.plan.diff import diff, is_unit_path, wanted
 from kubeprem.plan.facts import HostFacts, gather_contents, gather_facts

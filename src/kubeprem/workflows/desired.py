@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
+from kubeprem.artifacts.cache import ArtifactSet
 from kubeprem.components.base import File, Rendered, RenderOptions
 from kubeprem.components.render import render_machine
-from kubeprem.lab.artifacts import ArtifactSet
 from kubeprem.pki.bundle import PkiBundle
 from kubeprem.site.model import Machine, Role, Site
 

@@ -2,7 +2,7 @@
 from Debian's binary packages. The lab's and CI's source, since nothing else
 is reachable there.
 
-Called by ``kubeprem.lab.artifacts.ensure_artifacts``. Steps:
+Called by ``kubeprem.artifacts.cache.ensure_artifacts``. Steps:
 
 1. the source tree ``<cache>/src/kubernetes-1.20.5+really1.20.2/``: reused
    when present, else fetched with ``apt-get source kubernetes`` (a bookworm
@@ -29,15 +29,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubeprem.errors import InputError, OperationError, PrerequisiteError
-from kubeprem.lab.artifacts import (
+from kubeprem.artifacts.cache import (
     KUBERNETES_BINARIES,
     ArtifactSpec,
     Kind,
     Progress,
     install_file,
 )
-from kubeprem.lab.artifacts_manifest import Entry
+from kubeprem.artifacts.manifest import Entry
+from kubeprem.errors import InputError, OperationError, PrerequisiteError
 
 SOURCE_PACKAGE = "kubernetes"
 SOURCE_UPSTREAM = "1.20.5+really1.20.2"

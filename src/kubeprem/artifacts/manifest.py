@@ -1,6 +1,6 @@
 """The SHA-256 manifest of a cached artifact set, and hashing helpers.
 
-Used by ``kubeprem.lab.artifacts``. The manifest is JSON::
+Used by ``kubeprem.artifacts.cache``. The manifest is JSON::
 
     {"format": 1, "kubernetes_version": "1.20.2", "source": "debian-source",
      "files": {"kube-apiserver": {"path": "bin/kube-apiserver", "sha256": "...",

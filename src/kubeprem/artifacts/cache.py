@@ -4,11 +4,11 @@ Called by ``kubeprem artifacts`` and by the workflows that push binaries to
 nodes (nodes never download anything). Two sources, chosen in the site file:
 
 - ``mirror``: a directory or HTTP(S) URL laid out like the upstream release
-  downloads (see ``kubeprem.lab.artifacts_mirror`` for the exact layout);
+  downloads (see ``kubeprem.artifacts.mirror`` for the exact layout);
   every file is checked against its published SHA-256 before it is cached.
 - ``debian-source``: Kubernetes built from Debian's source package (bookworm:
   1.20.2, vendored, builds offline) plus the binaries of Debian's etcd,
-  containerd, runc and CNI plugin packages (``kubeprem.lab.artifacts_debian``).
+  containerd, runc and CNI plugin packages (``kubeprem.artifacts.debian``).
 
 Cache layout (outside the repository; default ``~/.cache/kubeprem``)::
 
@@ -35,8 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from kubeprem.errors import InputError
-from kubeprem.lab.artifacts_manifest import (
+from kubeprem.artifacts.manifest import (
     MANIFEST_NAME,
     Entry,
     Manifest,
@@ -45,6 +44,7 @@ from kubeprem.lab.artifacts_manifest import (
     sha256_file,
     write_manifest,
 )
+from kubeprem.errors import InputError
 from kubeprem.site.model import Site
 
 Progress = Callable[[str], None]
@@ -313,7 +313,8 @@ def ensure_artifacts(
     against the site file's folder). ``verify`` re-hashes a reused set.
     """
     # imported here: these modules import this one
-    from kubeprem.lab import artifacts_debian, artifacts_mirror
+    from kubeprem.artifacts import debian as artifacts_debian
+    from kubeprem.artifacts import mirror as artifacts_mirror
 
     version = site.cluster.version
     key = source_key(site, mirror)
@@ -360,7 +361,8 @@ class Listed:
 
 def listing(site: Site) -> list[Listed]:
     """Every artifact ``site`` needs, with its origin for the site's source."""
-    from kubeprem.lab import artifacts_debian, artifacts_mirror
+    from kubeprem.artifacts import debian as artifacts_debian
+    from kubeprem.artifacts import mirror as artifacts_mirror
 
     version = site.cluster.version
     if site.artifacts.source == "debian-source":

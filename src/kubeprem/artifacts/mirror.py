@@ -1,6 +1,6 @@
 """Artifacts from a mirror of the upstream release downloads, checked.
 
-Called by ``kubeprem.lab.artifacts.ensure_artifacts`` when the site says
+Called by ``kubeprem.artifacts.cache.ensure_artifacts`` when the site says
 ``artifacts.source: mirror``. A mirror is a directory or an HTTP(S) URL
 (``BASE``) holding each project's release files under the path they have
 upstream, below one folder per project::
@@ -35,16 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from kubeprem.errors import InputError, OperationError
-from kubeprem.lab.artifacts import (
+from kubeprem.artifacts.cache import (
     ArtifactSpec,
     Component,
     Progress,
     mirror_components,
     specs_of,
 )
-from kubeprem.lab.artifacts import install_file as _install
-from kubeprem.lab.artifacts_manifest import Entry, parse_checksums
+from kubeprem.artifacts.cache import install_file as _install
+from kubeprem.artifacts.manifest import Entry, parse_checksums
+from kubeprem.errors import InputError, OperationError
 
 TIMEOUT_S = 60
 HEARTBEAT_S = 10.0
