@@ -44,7 +44,7 @@ RENDERERS: dict[str, Callable[[HostContext], Rendered]] = {
     "haproxy": haproxy.render,
     "keepalived": keepalived.render,
 }
-VERSIONS = {"1.20": "1.20.2", "1.33": "1.33.1"}
+VERSIONS = {"1.20": "1.20.2", "1.33": "1.33.1", "1.37": "1.37.2"}
 CONTROLLERS = ("controller-0", "controller-1", "controller-2")
 
 
@@ -366,3 +366,17 @@ def test_services_are_the_units_rendered(example_site: Site) -> None:
         paths_ = {f.path for f in rendered.files}
         for service in rendered.services:
             assert f"{paths.UNIT_DIR}/{service}" in paths_
+
+
+@pytest.mark.parametrize(
+    ("version", "flag"),
+    [
+        ("1.33.1", "--experimental-initial-corrupt-check=true"),
+        ("1.37.2", "--feature-gates=InitialCorruptCheck=true"),  # etcd 3.6
+    ],
+)
+def test_etcd_corrupt_check_as_its_release_spells_it(version: str, flag: str) -> None:
+    site = site_with_version(version)
+    args = etcd.argv(ctx(site))
+    assert flag in args
+    assert not [a for a in args if a.startswith("--experimental") and flag.startswith("--feature")]

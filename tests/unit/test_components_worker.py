@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 
 from kubeprem.components import cni, containerd, kube_proxy, kubelet, node_os, routes
 from kubeprem.components.base import HostContext, Rendered, RenderOptions
+from kubeprem.components.versions import features
 from kubeprem.site import Site
 
 try:
@@ -34,15 +35,22 @@ RENDERERS: dict[str, Callable[[HostContext], Rendered]] = {
 }
 WORKER_ONLY = ("containerd", "cni", "kubelet", "kube-proxy", "node-os")
 
+# case -> (version, in a container, on cgroup v1): the lab's machines are
+# containers on this project's cgroup v1 build machines
 CASES = {
-    "1.20-server": ("1.20.2", False),
-    "1.20-container": ("1.20.2", True),
-    "1.30-server": ("1.30.4", False),
+    "1.20-server": ("1.20.2", False, False),
+    "1.20-container": ("1.20.2", True, True),
+    "1.30-server": ("1.30.4", False, False),
+    "1.37-server": ("1.37.2", False, False),
+    "1.37-container": ("1.37.2", True, True),
 }
 
 
-def ctx(site: Site, name: str = "worker-0", *, in_container: bool = False) -> HostContext:
-    return HostContext(site, site.machine(name), RenderOptions(in_container=in_container))
+def ctx(
+    site: Site, name: str = "worker-0", *, in_container: bool = False, cgroup_v1: bool = False
+) -> HostContext:
+    options = RenderOptions(in_container=in_container, cgroup_v1=cgroup_v1)
+    return HostContext(site, site.machine(name), options)
 
 
 def text(rendered: Rendered, path: str) -> str:
@@ -69,8 +77,9 @@ def yaml_load(s: str) -> dict[str, object]:
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("component", sorted(RENDERERS))
 def test_golden(case: str, component: str) -> None:
-    version, in_container = CASES[case]
-    rendered = RENDERERS[component](ctx(site_with_version(version), in_container=in_container))
+    version, in_container, cgroup_v1 = CASES[case]
+    site = site_with_version(version)
+    rendered = RENDERERS[component](ctx(site, in_container=in_container, cgroup_v1=cgroup_v1))
     assert rendered.files, f"{component} renders nothing for worker-0"
     for f in rendered.files:
         assert not f.secret and f.mode == 0o644
@@ -315,3 +324,40 @@ def test_units_run_installed_binaries_and_containerd_delegates(example_site: Sit
     runc = toml["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["runc"]
     assert runc["options"]["BinaryName"] == "/usr/local/bin/runc"
     assert toml["plugins"]["io.containerd.grpc.v1.cri"]["sandbox_image"] == "k8s.gcr.io/pause:3.2"
+
+
+@pytest.mark.parametrize(
+    ("version", "cgroup_v1", "expected"),
+    [
+        ("1.37.2", True, False),  # v1 host: the kubelet is told to run anyway
+        ("1.37.2", False, None),  # v2 host: the default (refuse v1) stays
+        ("1.33.1", True, None),  # before 1.35 the kubelet accepts v1 by default
+        ("1.20.2", True, None),
+    ],
+)
+def test_fail_cgroup_v1_only_on_v1_hosts_of_releases_that_refuse_it(
+    version: str, cgroup_v1: bool, expected: bool | None
+) -> None:
+    site = site_with_version(version)
+    config = yaml_load(text(kubelet.render(ctx(site, cgroup_v1=cgroup_v1)), kubelet.KUBELET_CONFIG))
+    assert config.get("failCgroupV1") is expected
+
+
+def test_containerd_2_config_splits_images_and_runtime() -> None:
+    import tomllib
+
+    for in_container in (False, True):
+        c = ctx(site_with_version("1.37.2"), in_container=in_container)
+        cfg = tomllib.loads(text(containerd.render(c), containerd.CONTAINERD_CONFIG))
+        assert cfg["version"] == 3
+        plugins = cfg["plugins"]
+        assert "io.containerd.grpc.v1.cri" not in plugins  # the version-2 section
+        images, runtime = (
+            plugins["io.containerd.cri.v1.images"],
+            plugins["io.containerd.cri.v1.runtime"],
+        )
+        assert images["pinned_images"]["sandbox"] == features(c.site).pause_image
+        runc = runtime["containerd"]["runtimes"]["runc"]
+        assert runc["options"]["SystemdCgroup"] is (not in_container)
+        assert runtime["cni"]["bin_dirs"] == ["/opt/cni/bin"]
+        assert runtime.get("restrict_oom_score_adj", False) is in_container

@@ -73,6 +73,7 @@ CASES: dict[str, dict[str, Any]] = {
         "kernel.br_netfilter": False,
         "kernel.overlay": True,
         "kernel.ip_forward": False,
+        "kernel.cgroup_v1": None,  # captured before the cgroupfs line existed
         "files": FIXTURE_FILES,
         "services": {
             "ssh.service": ServiceFacts("enabled", "unknown"),
@@ -116,6 +117,8 @@ CASES: dict[str, dict[str, Any]] = {
         "kernel.ip_forward": True,
         "kernel.overlay_module": False,
         "kernel.br_netfilter_module": None,  # "?": no modinfo
+        "kernel.cgroupfs": "tmpfs",
+        "kernel.cgroup_v1": True,
         "files": {
             "/etc/systemd/system/etcd.service": FileFacts(
                 "4f0c3e6a9d1b2c7e8f00112233445566778899aabbccddeeff00112233445566",
@@ -384,3 +387,13 @@ def test_digest_cache_keeps_paths_not_asked_about(tmp_path: Path) -> None:
     facts_of(b)
     lines = (state / "digests").read_text().splitlines()
     assert sorted(line.split("\t")[2] for line in lines) == [str(a), str(b)]
+
+
+@pytest.mark.parametrize(
+    ("line", "v1"), [("cgroupfs cgroup2fs", False), ("cgroupfs tmpfs", True), ("cgroupfs ", None)]
+)
+def test_cgroup_version_reaches_the_render_options(line: str, v1: bool | None) -> None:
+    out = "@@kubeprem facts 1\n@@kubeprem kernel\n" + line + "\n@@kubeprem end\n"
+    facts = parse_facts("w", out)
+    assert facts.kernel.cgroup_v1 is v1
+    assert facts.render_options().cgroup_v1 is bool(v1)

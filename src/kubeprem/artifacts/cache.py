@@ -295,7 +295,7 @@ def source_key(site: Site, mirror: str | None) -> str:
     come from the source the site asks for."""
     if site.artifacts.source == "mirror":
         return f"mirror {mirror or site.artifacts.mirror}"
-    return "debian-source"
+    return site.artifacts.source
 
 
 def ensure_artifacts(
@@ -314,12 +314,15 @@ def ensure_artifacts(
     """
     # imported here: these modules import this one
     from kubeprem.artifacts import debian as artifacts_debian
+    from kubeprem.artifacts import gomod
     from kubeprem.artifacts import mirror as artifacts_mirror
 
     version = site.cluster.version
     key = source_key(site, mirror)
     if site.artifacts.source == "debian-source":
         artifacts_debian.check_version(version)
+    elif site.artifacts.source == "go-modules":
+        gomod.check_version(version)
     elif not (mirror or site.artifacts.mirror):
         raise InputError("artifacts.source is 'mirror' but artifacts.mirror is not set")
     found = cached_set(cache_dir, version, key, verify=verify)
@@ -337,6 +340,8 @@ def ensure_artifacts(
             if site.artifacts.source == "mirror":
                 base = mirror or site.artifacts.mirror or ""
                 entries = artifacts_mirror.fetch_all(base, version, staging, progress)
+            elif site.artifacts.source == "go-modules":
+                entries = gomod.gather_all(version, cache_dir, staging, progress)
             else:
                 entries = artifacts_debian.gather_all(version, cache_dir, staging, progress)
             manifest = Manifest(kubernetes_version=version, source=key, files=entries)
@@ -362,9 +367,14 @@ class Listed:
 def listing(site: Site) -> list[Listed]:
     """Every artifact ``site`` needs, with its origin for the site's source."""
     from kubeprem.artifacts import debian as artifacts_debian
+    from kubeprem.artifacts import gomod
     from kubeprem.artifacts import mirror as artifacts_mirror
 
     version = site.cluster.version
+    if site.artifacts.source == "go-modules":
+        gomod.check_version(version)
+        origin = gomod.listing_origin(version)
+        return [Listed(s, origin[s.name]) for s in specs_of(mirror_components(version))]
     if site.artifacts.source == "debian-source":
         artifacts_debian.check_version(version)
         out = [

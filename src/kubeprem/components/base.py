@@ -69,10 +69,15 @@ class RenderOptions:
     with ``initial-cluster-state=existing``; the members that bootstrapped
     the cluster keep ``new``. Both are ignored once the data directory
     holds a member, so neither ever changes after the first start.
+
+    ``cgroup_v1``: the machine mounts cgroup v1 controllers (v1 alone or the
+    hybrid layout). The kubelet refuses them from 1.35 unless told
+    ``failCgroupV1: false``; kubeprem renders that on such machines only.
     """
 
     in_container: bool = False
     etcd_existing: bool = False
+    cgroup_v1: bool = False
 
 
 @dataclass(frozen=True)

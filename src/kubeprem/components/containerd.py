@@ -35,32 +35,45 @@ def cgroup_driver(options: RenderOptions) -> CgroupDriver:
 
 
 def config_toml(ctx: HostContext) -> str:
-    """containerd's config.toml (config version 2: containerd 1.6 and 1.7)."""
-    feats = features(ctx.site)
-    if feats.containerd_config_version != 2:
-        raise ValueError(
-            f"containerd config version {feats.containerd_config_version} is not rendered "
-            "by kubeprem yet; only version 2 (containerd 1.6/1.7) is"
-        )
-    cri = 'plugins."io.containerd.grpc.v1.cri"'
-    runc = f"{cri}.containerd.runtimes.runc"
-    systemd_cgroup = "true" if cgroup_driver(ctx.options) == "systemd" else "false"
-    lines = [
+    """containerd's config.toml for the site's containerd: version 2
+    (containerd 1.6 and 1.7) or version 3 (containerd 2.x)."""
+    version = features(ctx.site).containerd_config_version
+    if version == 2:
+        return _config_v2(ctx)
+    if version == 3:
+        return _config_v3(ctx)
+    raise ValueError(f"containerd config version {version} is not rendered by kubeprem")
+
+
+def _head(version: int) -> list[str]:
+    return [
         "# Rendered by kubeprem; changes here are overwritten.",
-        "version = 2",
+        f"version = {version}",
         'root = "/var/lib/containerd"',
         'state = "/run/containerd"',
         "",
         "[grpc]",
         f'  address = "{SOCKET}"',
         "",
-        f"[{cri}]",
-        f'  sandbox_image = "{feats.pause_image}"',
     ]
+
+
+def _systemd_cgroup(ctx: HostContext) -> str:
+    return "true" if cgroup_driver(ctx.options) == "systemd" else "false"
+
+
+# Lab only (LAB-NOTES.md): the nspawn machine lacks CAP_SYS_RESOURCE, so runc
+# cannot lower oom_score_adj and every pod sandbox fails without this.
+RESTRICT_OOM = "  restrict_oom_score_adj = true"
+
+
+def _config_v2(ctx: HostContext) -> str:
+    feats = features(ctx.site)
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    runc = f"{cri}.containerd.runtimes.runc"
+    lines = [*_head(2), f"[{cri}]", f'  sandbox_image = "{feats.pause_image}"']
     if ctx.options.in_container:
-        # Lab only (LAB-NOTES.md): the nspawn machine lacks CAP_SYS_RESOURCE,
-        # so runc cannot lower oom_score_adj and every pod sandbox fails.
-        lines.append("  restrict_oom_score_adj = true")
+        lines.append(RESTRICT_OOM)
     lines += [
         "",
         f"[{cri}.containerd]",
@@ -71,10 +84,41 @@ def config_toml(ctx: HostContext) -> str:
         "",
         f"[{runc}.options]",
         f'  BinaryName = "{RUNC}"',
-        f"  SystemdCgroup = {systemd_cgroup}",
+        f"  SystemdCgroup = {_systemd_cgroup(ctx)}",
         "",
         f"[{cri}.cni]",
         f'  bin_dir = "{CNI_BIN_DIR}"',
+        f'  conf_dir = "{CNI_CONF_DIR}"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _config_v3(ctx: HostContext) -> str:
+    """containerd 2 split the CRI plugin into images and runtime plugins
+    (docs/cri/config.md, internal/cri/config/config.go of containerd 2.4):
+    the sandbox image is a pinned image of the images plugin (never garbage
+    collected), the CNI folders a list."""
+    feats = features(ctx.site)
+    images = "plugins.'io.containerd.cri.v1.images'"
+    runtime = "plugins.'io.containerd.cri.v1.runtime'"
+    runc = f"{runtime}.containerd.runtimes.runc"
+    lines = [*_head(3), f"[{images}.pinned_images]", f'  sandbox = "{feats.pause_image}"', ""]
+    if ctx.options.in_container:
+        lines += [f"[{runtime}]", RESTRICT_OOM, ""]
+    lines += [
+        f"[{runtime}.containerd]",
+        '  default_runtime_name = "runc"',
+        "",
+        f"[{runc}]",
+        '  runtime_type = "io.containerd.runc.v2"',
+        "",
+        f"[{runc}.options]",
+        f'  BinaryName = "{RUNC}"',
+        f"  SystemdCgroup = {_systemd_cgroup(ctx)}",
+        "",
+        f"[{runtime}.cni]",
+        f'  bin_dirs = ["{CNI_BIN_DIR}"]',
         f'  conf_dir = "{CNI_CONF_DIR}"',
         "",
     ]

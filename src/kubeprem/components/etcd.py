@@ -14,6 +14,7 @@ from __future__ import annotations
 from kubeprem.components import paths
 from kubeprem.components.base import File, HostContext, Rendered
 from kubeprem.components.systemd import flags, unit
+from kubeprem.components.versions import features
 from kubeprem.site.model import Machine, Site
 
 CLIENT_PORT = 2379
@@ -92,11 +93,18 @@ def argv(ctx: HostContext) -> list[str]:
                 "listen-metrics-urls": metrics_url(m),
                 # 3.4 defaults to the deprecated capnslog; zap is 3.5's default
                 "logger": "zap",
-                # compare the data with the other members before serving
-                "experimental-initial-corrupt-check": True,
+                **_corrupt_check(site),
             }
         ),
     ]
+
+
+def _corrupt_check(site: Site) -> dict[str, str | bool]:
+    """Compare the data with the other members before serving: a flag up to
+    etcd 3.5, a feature gate from 3.6 (the flag is deprecated there)."""
+    if features(site).etcd_feature_gates:
+        return {"feature-gates": "InitialCorruptCheck=true"}
+    return {"experimental-initial-corrupt-check": True}
 
 
 def render(ctx: HostContext) -> Rendered:

@@ -74,6 +74,10 @@ def config_yaml(ctx: HostContext) -> str:
     ]
     if features(site).kubelet_endpoint_in_config:
         lines.append(f"containerRuntimeEndpoint: {containerd.ENDPOINT}")
+    if features(site).kubelet_fail_cgroup_v1 and ctx.options.cgroup_v1:
+        # the kubelet refuses cgroup v1 from 1.35 unless told otherwise (it
+        # then warns); rendered only on machines whose facts show v1
+        lines.append("failCgroupV1: false")
     lines += [
         f"failSwapOn: {_bool(real_server)}",
         f"protectKernelDefaults: {_bool(protect_kernel_defaults(ctx))}",

@@ -55,6 +55,15 @@ class Features:
     cni_spec_version: str
     # KubeProxyConfiguration API version (v1alpha1 through 1.33)
     kube_proxy_config_api: str
+    # etcd 3.6 turned the experimental-* flags into feature gates
+    # (--experimental-initial-corrupt-check -> --feature-gates=InitialCorruptCheck=true)
+    etcd_feature_gates: bool = False
+    # KubeletConfiguration.failCgroupV1: from 1.35 the kubelet refuses cgroup v1
+    # hosts unless it is false; kubeprem sets it false on such hosts only
+    kubelet_fail_cgroup_v1: bool = False
+    # the Go build modules kubeprem pins for artifacts.source: go-modules
+    # (kubeprem.artifacts.gomod); None: the release is rendered, not built
+    go_modules: bool = False
 
 
 TABLE: dict[tuple[int, int], Features] = {
@@ -112,6 +121,31 @@ TABLE: dict[tuple[int, int], Features] = {
             kube_proxy_config_api="kubeproxy.config.k8s.io/v1alpha1",
         )
         for m in range(29, 34)
+    },
+    # Current releases: etcd 3.6, containerd 2 (config version 3), runc 1.5,
+    # CNI plugins 1.10, all built from the Go modules in kubeprem.artifacts.
+    **{
+        (1, m): Features(
+            minor=(1, m),
+            scheduler_config_api="kubescheduler.config.k8s.io/v1",
+            kubelet_dockershim_flags=False,
+            kubelet_endpoint_in_config=True,
+            apiserver_insecure_port_flag=False,
+            etcd_version="3.6.17",
+            containerd_config_version=3,
+            pause_image="registry.k8s.io/pause:3.10.1",
+            containerd_version="2.4.2",
+            runc_version="1.5.3",
+            cni_plugins_version="1.10.0",
+            controller_manager_port_flag=False,
+            scheduler_insecure_bind=None,
+            cni_spec_version="1.0.0",
+            kube_proxy_config_api="kubeproxy.config.k8s.io/v1alpha1",
+            etcd_feature_gates=True,
+            kubelet_fail_cgroup_v1=True,
+            go_modules=True,
+        )
+        for m in range(35, 38)
     },
 }
 

@@ -17,7 +17,8 @@ Output format (one marker line per section, then the section's lines)::
     @@kubeprem swaps              /proc/swaps, verbatim
     @@kubeprem ports ss|proc      ss -ltnH, or /proc/net/tcp{,6} where ss is missing
     @@kubeprem kernel             "bridge yes|no", "br_netfilter yes|no", "overlay yes|no", "ip_forward <0|1|?>",
-                                  "overlay-module yes|no|?", "br_netfilter-module yes|no|?" (modinfo finds one to load)
+                                  "overlay-module yes|no|?", "br_netfilter-module yes|no|?" (modinfo finds one to load),
+                                  "cgroupfs <stat -fc %T /sys/fs/cgroup>" (cgroup2fs: cgroup v2; tmpfs: v1 or hybrid)
     @@kubeprem file <path>        "missing", or "sha256 <hex|unreadable>" and "stat <octal mode> <user> <group> <type>"
     @@kubeprem service <name>     "enabled <is-enabled>", "active <is-active>" (empty output: "unknown")
     @@kubeprem end
@@ -77,6 +78,7 @@ if [ "$mode" = full ]; then
   if grep -qw overlay /proc/filesystems 2>/dev/null || [ -d /sys/module/overlay ]; then
     say "overlay yes"; else say "overlay no"; fi
   say "ip_forward $(cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || echo '?')"
+  say "cgroupfs $(stat -fc %T /sys/fs/cgroup 2>/dev/null)"
   for m in overlay br_netfilter; do
     if have modinfo; then
       if modinfo -n "$m" >/dev/null 2>&1; then say "$m-module yes"; else say "$m-module no"; fi
@@ -235,6 +237,16 @@ class Kernel:
     # could be loaded. None: no modinfo on the host.
     overlay_module: bool | None = None
     br_netfilter_module: bool | None = None
+    # the file system type of /sys/fs/cgroup: "cgroup2fs" (the unified v2
+    # hierarchy) or "tmpfs" (cgroup v1 controllers, the hybrid layout included)
+    cgroupfs: str | None = None
+
+    @property
+    def cgroup_v1(self) -> bool | None:
+        """The kubelet would run on cgroup v1 controllers; None: not known."""
+        if self.cgroupfs == "cgroup2fs":
+            return False
+        return True if self.cgroupfs == "tmpfs" else None
 
     @property
     def br_netfilter_loaded(self) -> bool | None:
@@ -276,7 +288,7 @@ class HostFacts:
         return frozenset(lst.port for lst in self.listeners or ())
 
     def render_options(self) -> RenderOptions:
-        return RenderOptions(in_container=self.in_container)
+        return RenderOptions(in_container=self.in_container, cgroup_v1=bool(self.kernel.cgroup_v1))
 
 
 def split_sections(text: str) -> list[tuple[str, str | None, list[str]]]:
@@ -449,6 +461,7 @@ def parse_facts(host: str, output: str) -> HostFacts:
                     ip_forward=_yes(info.get("ip_forward")),
                     overlay_module=_yes(info.get("overlay-module")),
                     br_netfilter_module=_yes(info.get("br_netfilter-module")),
+                    cgroupfs=info.get("cgroupfs") or None,
                 ),
             )
         elif name == "file" and arg:

@@ -125,12 +125,14 @@ class Audit(_Model):
 class Artifacts(_Model):
     """Where the Kubernetes binaries come from.
 
-    ``debian-source``: built from Debian's source package (the lab's way).
+    ``go-modules``: built from the Go modules kubeprem pins (go.mod and
+    go.sum per component), for current releases.
+    ``debian-source``: built from Debian's source package (1.20 only, legacy).
     ``mirror``: a directory or HTTP(S) URL laid out like the upstream release
     downloads, checked against its published checksums (the air-gapped way).
     """
 
-    source: Literal["debian-source", "mirror"] = "debian-source"
+    source: Literal["go-modules", "debian-source", "mirror"] = "go-modules"
     mirror: Text | None = None
     cache: Text | None = None
 

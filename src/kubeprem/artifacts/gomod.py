@@ -1,0 +1,383 @@
+"""Artifacts built from Go modules pinned in this package.
+
+Called by ``kubeprem.artifacts.cache.ensure_artifacts`` for sites with
+``artifacts.source: go-modules``. Every component is one build module under
+``modules/<component>-<version>/``: a ``go.mod`` that requires the upstream
+module at its release tag (with ``tool`` lines naming the commands, so the
+requirements stay complete) and a ``go.sum`` that checks every module the
+build reads. Kubernetes pins its staging modules (k8s.io/api, ...) at v0.0.0
+with replace directives to its own tree, which ``go install mod@version``
+refuses; its build module replaces each with the published v0.X.Y of the
+same release instead.
+
+The build runs ``go build -trimpath -ldflags '-s -w ...'`` with
+``-mod=readonly`` (a module missing from go.sum fails the build instead of
+being fetched unchecked) and ``GOTOOLCHAIN=local``. Modules come from
+``GOPROXY`` as the environment sets it: an air-gapped site points it at its
+own module proxy. The module and build caches live under
+``<cache>/go/``, so a rebuild after a partial run only links.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from kubeprem.artifacts.cache import (
+    CNI_PLUGINS,
+    CONTAINERD_BINARIES,
+    ETCD_BINARIES,
+    KUBERNETES_BINARIES,
+    RUNC_BINARIES,
+    ArtifactSpec,
+    Kind,
+    Progress,
+    install_file,
+)
+from kubeprem.artifacts.manifest import Entry
+from kubeprem.errors import InputError, OperationError, PrerequisiteError
+
+HEARTBEAT_S = 30.0
+MODULES = "modules"
+
+
+@dataclass(frozen=True)
+class GoBinary:
+    """One command of a module, built into the artifact ``name``."""
+
+    name: str
+    package: str
+    kind: Kind = "binary"
+
+
+@dataclass(frozen=True)
+class GoBuild:
+    """One pinned build module and what it produces."""
+
+    component: str
+    version: str
+    module: str  # the upstream module, for messages and the manifest
+    binaries: tuple[GoBinary, ...]
+    # -X settings of the upstream release build (each release stamps its own version)
+    stamps: tuple[str, ...] = ()
+    cgo: bool = False
+    tags: tuple[str, ...] = ()
+    # extra linker flags (runc: a static binary, since it runs on every node)
+    extldflags: str = ""
+
+    @property
+    def folder(self) -> str:
+        return f"{self.component}-{self.version}"
+
+    def ldflags(self) -> str:
+        parts = ["-s", "-w", *(f"-X {s}" for s in self.stamps)]
+        if self.extldflags:
+            parts.append(f"-extldflags '{self.extldflags}'")
+        return " ".join(parts)
+
+    def argv(self, out_dir: Path, go: str = "go") -> list[str]:
+        """One ``go build`` for all of the module's commands: they share the work."""
+        args = [go, "build", "-trimpath", "-ldflags", self.ldflags()]
+        if self.tags:
+            args += ["-tags", ",".join(self.tags)]
+        return [*args, "-o", f"{out_dir}/", *(b.package for b in self.binaries)]
+
+
+def _kubernetes(version: str) -> GoBuild:
+    major, minor, _ = version.split(".")
+    stamps = []
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        stamps += [
+            f"{pkg}.gitVersion=v{version}",
+            f"{pkg}.gitMajor={major}",
+            f"{pkg}.gitMinor={minor}",
+            f"{pkg}.gitTreeState=clean",
+        ]
+    return GoBuild(
+        "kubernetes",
+        version,
+        "k8s.io/kubernetes",
+        tuple(GoBinary(b, f"k8s.io/kubernetes/cmd/{b}") for b in KUBERNETES_BINARIES),
+        stamps=tuple(stamps),
+    )
+
+
+def _etcd(version: str) -> GoBuild:
+    # etcd's version is a constant of go.etcd.io/etcd/api/v3/version: nothing to stamp
+    packages = {"etcd": "go.etcd.io/etcd/server/v3", "etcdctl": "go.etcd.io/etcd/etcdctl/v3"}
+    return GoBuild(
+        "etcd",
+        version,
+        "go.etcd.io/etcd/server/v3, go.etcd.io/etcd/etcdctl/v3",
+        tuple(GoBinary(b, packages[b]) for b in ETCD_BINARIES),
+    )
+
+
+def _containerd(version: str) -> GoBuild:
+    mod = "github.com/containerd/containerd/v2"
+    return GoBuild(
+        "containerd",
+        version,
+        mod,
+        tuple(GoBinary(b, f"{mod}/cmd/{b}") for b in CONTAINERD_BINARIES),
+        stamps=(f"{mod}/version.Version=v{version}",),
+    )
+
+
+def _runc(version: str) -> GoBuild:
+    # upstream's default tags less libpathrs (a Rust library Debian 12 lacks);
+    # seccomp needs cgo and libseccomp-dev, linked statically into the one file
+    return GoBuild(
+        "runc",
+        version,
+        "github.com/opencontainers/runc",
+        tuple(GoBinary(b, "github.com/opencontainers/runc") for b in RUNC_BINARIES),
+        cgo=True,
+        tags=("seccomp", "urfave_cli_no_docs"),
+        extldflags="-static",
+    )
+
+
+CNI_PACKAGES = {
+    "bridge": "plugins/main/bridge",
+    "host-local": "plugins/ipam/host-local",
+    "loopback": "plugins/main/loopback",
+    "portmap": "plugins/meta/portmap",
+}
+
+
+def _cni(version: str) -> GoBuild:
+    mod = "github.com/containernetworking/plugins"
+    return GoBuild(
+        "cni-plugins",
+        version,
+        mod,
+        tuple(GoBinary(p, f"{mod}/{CNI_PACKAGES[p]}", "cni") for p in CNI_PLUGINS),
+        stamps=(f"{mod}/pkg/utils/buildversion.BuildVersion=v{version}",),
+    )
+
+
+def exe_name(package: str) -> str:
+    """The file ``go build -o DIR/`` writes for ``package``: its last path
+    element, or the one before a major-version suffix (``.../server/v3`` ->
+    ``server``)."""
+    parts = package.split("/")
+    if len(parts) > 1 and re.fullmatch(r"v[2-9]\d*", parts[-1]):
+        return parts[-2]
+    return parts[-1]
+
+
+def builds_for(version: str) -> tuple[GoBuild, ...]:
+    """The build modules for Kubernetes ``version`` (``1.37.2``) and the
+    component versions its row of the version table names."""
+    from kubeprem.components.versions import TABLE, supported_text
+
+    major, minor, _ = version.split(".")
+    row = TABLE.get((int(major), int(minor)))
+    if row is None:
+        raise InputError(f"Kubernetes {version} is not supported; supported: {supported_text()}")
+    return (
+        _kubernetes(version),
+        _etcd(row.etcd_version),
+        _containerd(row.containerd_version),
+        _runc(row.runc_version),
+        _cni(row.cni_plugins_version),
+    )
+
+
+def pinned_folders() -> list[str]:
+    """The build modules this package holds: ``kubernetes-1.37.2``, ..."""
+    root = resources.files("kubeprem.artifacts") / MODULES
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "go.mod").is_file())
+
+
+def pinned_kubernetes() -> list[str]:
+    return [f.removeprefix("kubernetes-") for f in pinned_folders() if f.startswith("kubernetes-")]
+
+
+def check_version(version: str) -> None:
+    """Refuse, before anything is built, a release no build module pins."""
+    builds = builds_for(version)
+    have = set(pinned_folders())
+    missing = [b.folder for b in builds if b.folder not in have]
+    if missing:
+        raise InputError(
+            f"artifacts.source is go-modules, but kubeprem pins no Go build module for "
+            f"{', '.join(missing)}; Kubernetes releases pinned: "
+            f"{', '.join(pinned_kubernetes()) or 'none'} (or use artifacts.source: mirror)"
+        )
+
+
+def module_files(folder: str) -> dict[str, bytes]:
+    """go.mod and go.sum of one build module."""
+    root = resources.files("kubeprem.artifacts") / MODULES / folder
+    return {name: (root / name).read_bytes() for name in ("go.mod", "go.sum")}
+
+
+GO_LINE = re.compile(r"^go (\d+)\.(\d+)(?:\.(\d+))?\s*$", re.M)
+
+
+def go_requirement(go_mod: str) -> tuple[int, int, int] | None:
+    m = GO_LINE.search(go_mod)
+    return None if m is None else (int(m[1]), int(m[2]), int(m[3] or 0))
+
+
+def parse_go_version(text: str) -> tuple[int, int, int] | None:
+    """``go version go1.26.8 linux/amd64`` -> (1, 26, 8)."""
+    m = re.search(r"\bgo(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return None if m is None else (int(m[1]), int(m[2]), int(m[3] or 0))
+
+
+def build_env(cache_dir: Path, build: GoBuild, base: Mapping[str, str]) -> dict[str, str]:
+    env = dict(base)
+    env.update(
+        {
+            "GOFLAGS": "-mod=readonly -buildvcs=false",
+            "GOTOOLCHAIN": "local",
+            "GOMODCACHE": str(cache_dir / "go" / "mod"),
+            "GOCACHE": str(cache_dir / "go" / "build"),
+            "GOPATH": str(cache_dir / "go" / "path"),
+            "CGO_ENABLED": "1" if build.cgo else "0",
+            "GOOS": "linux",
+            "GOARCH": "amd64",
+        }
+    )
+    return env
+
+
+GO_CANDIDATES = ("go", "/usr/local/go/bin/go")
+
+
+def _go_version(go: str) -> tuple[int, int, int] | None:
+    try:
+        res = subprocess.run([go, "version"], capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return parse_go_version(res.stdout) if res.returncode == 0 else None
+
+
+def find_go(need: tuple[int, int, int]) -> str:
+    """The first Go toolchain, on PATH then in /usr/local/go, at least ``need``
+    (Debian's golang-go is 1.19, too old for current releases)."""
+    seen: list[str] = []
+    for name in GO_CANDIDATES:
+        path = shutil.which(name)
+        if path is None:
+            continue
+        have = _go_version(path)
+        if have is not None and have >= need:
+            return path
+        seen.append(f"{path} ({'.'.join(map(str, have)) if have else 'unusable'})")
+    raise PrerequisiteError(
+        f"Go {'.'.join(map(str, need))} or later is needed to build the artifacts; found "
+        f"{', '.join(seen) or 'no go'} (GOTOOLCHAIN=local: kubeprem fetches no toolchain)"
+    )
+
+
+def _elapsed(start: float) -> str:
+    s = int(time.monotonic() - start)
+    return f"{s // 60} min {s % 60:02d} s"
+
+
+def _tail(log: Path, n: int) -> str:
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])
+
+
+def run_build(
+    build: GoBuild, go: str, cache_dir: Path, out_dir: Path, log: Path, progress: Progress
+) -> None:
+    """Build ``build``'s commands into ``out_dir``, with a heartbeat."""
+    work = Path(tempfile.mkdtemp(prefix=f"{build.folder}-", dir=cache_dir / "go"))
+    try:
+        for name, data in module_files(build.folder).items():
+            (work / name).write_bytes(data)
+        argv = build.argv(out_dir, go)
+        env = build_env(cache_dir, build, os.environ)
+        start = time.monotonic()
+        with open(log, "w", encoding="utf-8") as out:
+            out.write("$ " + " ".join(argv) + "\n")
+            out.flush()
+            # its own process group: an interrupted run stops go and every compiler
+            proc = subprocess.Popen(
+                argv,
+                cwd=work,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            try:
+                while True:
+                    try:
+                        proc.wait(timeout=HEARTBEAT_S)
+                        break
+                    except subprocess.TimeoutExpired:
+                        progress(f"still building {build.folder}, {_elapsed(start)}")
+            except BaseException:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
+                raise
+        if proc.returncode != 0:
+            raise OperationError(
+                f"building {build.folder} ({build.module}) exited with status "
+                f"{proc.returncode}; end of {log}: {_tail(log, 5)}"
+            )
+        progress(f"built {build.folder} in {_elapsed(start)}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def gather_all(
+    version: str, cache_dir: Path, staging: Path, progress: Progress
+) -> dict[str, Entry]:
+    """Build every artifact of ``version`` and copy it into ``staging``."""
+    check_version(version)
+    builds = builds_for(version)
+    needs = [go_requirement(module_files(b.folder)["go.mod"].decode()) for b in builds]
+    go = find_go(max((n for n in needs if n is not None), default=(1, 0, 0)))
+    (cache_dir / "go").mkdir(parents=True, exist_ok=True)
+    logs = cache_dir / "go" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, Entry] = {}
+    out_root = Path(tempfile.mkdtemp(prefix="out-", dir=cache_dir / "go"))
+    try:
+        for b in builds:
+            out_dir = out_root / b.folder
+            out_dir.mkdir()
+            progress(f"building {b.folder}: {', '.join(x.name for x in b.binaries)}")
+            run_build(b, go, cache_dir, out_dir, logs / f"{b.folder}.log", progress)
+            for x in b.binaries:
+                built = out_dir / exe_name(x.package)
+                if not built.is_file():
+                    raise OperationError(f"building {b.folder}: go build wrote no {built}")
+                spec = ArtifactSpec(x.name, b.component, b.version, x.kind)
+                source = f"built from Go module {b.module}@v{b.version} ({x.package})"
+                entries[x.name] = install_file(staging, spec, built, source)
+    finally:
+        shutil.rmtree(out_root, ignore_errors=True)
+    progress(f"built {len(entries)} files into the cache")
+    return entries
+
+
+def listing_origin(version: str) -> dict[str, str]:
+    """Artifact name -> where it is built from, for ``artifacts --list``."""
+    out: dict[str, str] = {}
+    for b in builds_for(version):
+        for x in b.binaries:
+            out[x.name] = f"Go module {b.module}@v{b.version}: {x.package} ({b.folder}/go.sum)"
+    return out
