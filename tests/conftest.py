@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,18 @@ def example_site() -> Site:
     return site
 
 
-def site_with_version(version: str) -> Site:
-    text = example_text().replace(
-        'kubernetes_version: "1.20.2"', f'kubernetes_version: "{version}"'
+def site_with_version(version: str, source: str | None = None) -> Site:
+    """The example at another release (and artifacts source)."""
+    text = re.sub(
+        r'kubernetes_version: "[0-9.]+"', f'kubernetes_version: "{version}"', example_text(), count=1
     )
+    if source is not None:
+        text = re.sub(r"(?m)^  source: \S+", f"  source: {source}", text, count=1)
     site, _ = parse_site(text, "example.yaml")
     return site
+
+
+@pytest.fixture
+def legacy_site() -> Site:
+    """The example at 1.20.2 built from Debian's source package (the legacy path)."""
+    return site_with_version("1.20.2", "debian-source")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -31,8 +32,11 @@ LOOPBACK_SITE = (
 
 
 def artifact_cache() -> Path:
+    """The cached set of the example's release (what `./run test` prepares)."""
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "kubeprem"
-    return base / "artifacts" / "1.20.2"
+    version = re.search(r'kubernetes_version: "([0-9.]+)"', LOOPBACK_SITE)
+    assert version is not None
+    return base / "artifacts" / version[1]
 
 
 def artifact(name: str) -> Path | None:

@@ -94,9 +94,9 @@ def test_manifest_shape(example_site: Site) -> None:
     assert objs["Deployment"]["spec"]["replicas"] == 2
     assert pod["dnsPolicy"] == "Default" and pod["securityContext"]["runAsNonRoot"] is True
     assert objs["ConfigMap"]["data"]["cluster_dns.py"] == dns.controller_source()
-    assert objs["PodDisruptionBudget"]["apiVersion"] == "policy/v1beta1"
-    later = {o["kind"]: o for o in dns.manifests(site_with_version("1.29.4"))}
-    assert later["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
+    assert objs["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
+    legacy = {o["kind"]: o for o in dns.manifests(site_with_version("1.20.2"))}
+    assert legacy["PodDisruptionBudget"]["apiVersion"] == "policy/v1beta1"
 
 
 def test_dnsmasq_is_local_for_the_cluster_and_forwards_only_upstream(example_site: Site) -> None:

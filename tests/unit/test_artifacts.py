@@ -235,7 +235,7 @@ def test_commit_refuses_staged_file_changed_after_hashing(tmp_path: Path) -> Non
 
 
 def test_debian_source_needs_1_20_2(tmp_path: Path) -> None:
-    site = site_with_version("1.31.4")
+    site = site_with_version("1.31.4", "debian-source")
     with pytest.raises(InputError, match=r"provides 1\.20\.2 only: use artifacts\.source: mirror"):
         art.ensure_artifacts(site, tmp_path, lambda _m: None)
     assert not (tmp_path / "artifacts").exists()
@@ -247,17 +247,17 @@ def test_mirror_without_address_is_input_error(example_site: Site, tmp_path: Pat
         art.ensure_artifacts(site, tmp_path, lambda _m: None)
 
 
-def test_complete_cache_is_reused_without_work(example_site: Site, tmp_path: Path) -> None:
+def test_complete_cache_is_reused_without_work(legacy_site: Site, tmp_path: Path) -> None:
     _complete_set(tmp_path, "1.20.2", "debian-source")
     said: list[str] = []
-    result = art.ensure_artifacts(example_site, tmp_path, said.append)
+    result = art.ensure_artifacts(legacy_site, tmp_path, said.append)
     assert result.reused
     assert said == [f"using cached artifacts in {tmp_path / 'artifacts/1.20.2'}"]
     assert not (tmp_path / "artifacts" / ".lock").exists()  # not even the lock was taken
 
 
-def test_listing_mirror(example_site: Site) -> None:
-    site = example_site.model_copy(
+def test_listing_mirror(legacy_site: Site) -> None:
+    site = legacy_site.model_copy(
         update={"artifacts": Artifacts(source="mirror", mirror="https://m.example/k")}
     )
     rows = art.listing(site)

@@ -321,9 +321,15 @@ def test_units_run_installed_binaries_and_containerd_delegates(example_site: Sit
     proxy_unit = text(kube_proxy.render(c), "/etc/systemd/system/kube-proxy.service")
     assert "ExecStart=/usr/local/bin/kube-proxy" in proxy_unit
     toml = tomllib.loads(text(containerd.render(c), containerd.CONTAINERD_CONFIG))
-    runc = toml["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]["runc"]
+    runtime = toml["plugins"]["io.containerd.cri.v1.runtime"]
+    runc = runtime["containerd"]["runtimes"]["runc"]
     assert runc["options"]["BinaryName"] == "/usr/local/bin/runc"
-    assert toml["plugins"]["io.containerd.grpc.v1.cri"]["sandbox_image"] == "k8s.gcr.io/pause:3.2"
+    sandbox = toml["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"]
+    assert sandbox == "registry.k8s.io/pause:3.10.2"
+    old = tomllib.loads(
+        text(containerd.render(ctx(site_with_version("1.20.2"))), containerd.CONTAINERD_CONFIG)
+    )
+    assert old["plugins"]["io.containerd.grpc.v1.cri"]["sandbox_image"] == "k8s.gcr.io/pause:3.2"
 
 
 @pytest.mark.parametrize(

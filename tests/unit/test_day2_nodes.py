@@ -156,12 +156,12 @@ def test_reset_of_one_member_points_to_node_remove(tmp_path: Path) -> None:
 def test_upgrade_plan_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "site.yaml"
     path.write_text(
-        example_text().replace('kubernetes_version: "1.20.2"', 'kubernetes_version: "1.31.2"')
+        example_text().replace('kubernetes_version: "1.37.2"', 'kubernetes_version: "1.37.2"')
     )
-    assert main(["upgrade", "plan", str(path), "--from", "1.30.9", "--json"]) == 0
+    assert main(["upgrade", "plan", str(path), "--from", "1.36.3", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["steps"][0]["kind"] == "backup" and doc["steps"][-1]["machine"] == "worker-2"
-    assert main(["upgrade", "plan", str(path), "--from", "1.29.9"]) == 2
+    assert main(["upgrade", "plan", str(path), "--from", "1.35.4"]) == 2
 
 
 def test_join_etcd_adds_the_member_records_it_and_asks_for_a_new_plan(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from kubeprem.pki.store import ensure_pki
 from kubeprem.site import LoadedSite, example_text, load_site
 from kubeprem.transport.fake import FakeFile, FakeTransport
 from kubeprem.workflows import backup, restore
-from kubeprem.workflows.gates import ETCDCTL
+from kubeprem.workflows.gates import ETCDCTL, ETCDUTL
 
 NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
 SNAPSHOT = b"etcd-snapshot-bytes" * 1000
@@ -60,6 +60,7 @@ def recording_hosts(loaded: LoadedSite, log: Log) -> dict[str, FakeTransport]:
             "mv",
             "chmod",
             ETCDCTL,
+            ETCDUTL,
             "/usr/local/bin/kubectl",
         ):
             fake.handle((prefix,), record)
@@ -89,7 +90,7 @@ def test_restore_stops_everything_before_restoring_and_starts_etcd_before_the_ap
     site = loaded.site
     cp_stop = index(log, lambda h, a: a[:3] == ("systemctl", "stop", "--no-block"))
     etcd_stop = index(log, lambda h, a: a == ("systemctl", "stop", "etcd"))
-    restores = index(log, lambda h, a: a[:3] == (ETCDCTL, "snapshot", "restore"))
+    restores = index(log, lambda h, a: a[:3] == (ETCDUTL, "snapshot", "restore"))
     etcd_start = index(log, lambda h, a: a == ("systemctl", "start", "--no-block", "etcd"))
     cp_start = index(
         log, lambda h, a: a[:3] == ("systemctl", "start", "--no-block") and "kube-apiserver" in a
@@ -109,7 +110,7 @@ def test_restore_stops_everything_before_restoring_and_starts_etcd_before_the_ap
 def test_each_member_is_restored_with_its_own_name_and_peer_url(tmp_path: Path) -> None:
     loaded, log = run_restore(tmp_path)
     for host, argv in log:
-        if argv[:3] == (ETCDCTL, "snapshot", "restore"):
+        if argv[:3] == (ETCDUTL, "snapshot", "restore"):
             m = loaded.site.machine(host)
             assert f"--name={host}" in argv
             assert f"--initial-advertise-peer-urls=https://{m.address}:2380" in argv
@@ -182,6 +183,7 @@ def snapshot_host(name: str, *, healthy: bool) -> FakeTransport:
         return 0, "", ""
 
     fake.handle((ETCDCTL,), etcdctl)
+    fake.handle((ETCDUTL,), etcdctl)  # snapshot status from etcd 3.6
     fake.handle(("base64",), b64)
     fake.handle(("sha256sum",), sha)
     fake.handle(("install",), ok)
@@ -250,3 +252,12 @@ def test_install_timer_writes_enables_and_then_converges(tmp_path: Path) -> None
     assert c0.services[backup.TIMER_UNIT].enabled == "enabled"
     assert not hosts["worker-0"].calls  # workers hold no etcd
     assert asyncio.run(backup.install_timer(loaded.site, hosts)) is None
+
+
+def test_snapshots_are_checked_and_restored_by_the_tool_of_the_sites_etcd() -> None:
+    from tests.conftest import site_with_version
+
+    for version, tool in (("1.20.2", ETCDCTL), ("1.37.2", ETCDUTL)):  # etcd 3.4, 3.6
+        site = site_with_version(version)
+        assert restore.restore_argv(site, site.etcd_members[0])[:3] == [tool, "snapshot", "restore"]
+        assert f"'{tool}' snapshot status" in backup.timer_script(3, tool)

@@ -36,9 +36,9 @@ def test_catalogue_is_consistent() -> None:
 
 
 def test_refs_pause_follows_the_kubernetes_version(example_site: Site) -> None:
-    assert image_refs()["pause"] == "k8s.gcr.io/pause:3.2"
-    assert image_refs(example_site)["pause"] == "k8s.gcr.io/pause:3.2"
-    assert image_refs(site_with_version("1.29.4"))["pause"] == "registry.k8s.io/pause:3.9"
+    assert image_refs()["pause"] == "registry.k8s.io/pause:3.10.2"  # the newest release's
+    assert image_refs(example_site)["pause"] == "registry.k8s.io/pause:3.10.2"
+    assert image_refs(site_with_version("1.20.2"))["pause"] == "k8s.gcr.io/pause:3.2"
     assert image_refs()["redis"] == "kubeprem.local/redis:7.0.15-bookworm"
 
 
@@ -46,7 +46,7 @@ def test_refs_renamed_by_registry_or_one_by_one() -> None:
     refs = image_refs(registry="mirror.example.org/k", refs={"busybox": "m.example/bb:1"})
     assert refs["redis"] == "mirror.example.org/k/redis:7.0.15-bookworm"
     assert refs["busybox"] == "m.example/bb:1"
-    assert refs["pause"] == "k8s.gcr.io/pause:3.2"
+    assert refs["pause"] == "registry.k8s.io/pause:3.10.2"
     with pytest.raises(InputError, match="no image 'nope'"):
         image_refs(refs={"nope": "x:1"})
 
@@ -144,19 +144,21 @@ def test_image_archives_needs_built_images(tmp_path: Path) -> None:
 
 
 def test_image_archives_uses_the_sites_mirrored_archives(tmp_path: Path) -> None:
-    archive = mirrored_archive(tmp_path, "k8s.gcr.io/pause:3.2")
+    archive = mirrored_archive(tmp_path, "registry.k8s.io/pause:3.10.2")
     text = example_text().replace(
         "images: []",
-        "images:\n  - name: k8s.gcr.io/pause:3.2\n    archive: pause-mirror.tar\n#",
+        "images:\n  - name: registry.k8s.io/pause:3.10.2\n    archive: pause-mirror.tar\n#",
     )
     site, _ = parse_site(text, "site.yaml")
     [got] = image_archives(site, site_dir=tmp_path, names=["pause"], cache=tmp_path / "c")
-    assert got.path == archive and got.ref == "k8s.gcr.io/pause:3.2"
+    assert got.path == archive and got.ref == "registry.k8s.io/pause:3.10.2"
     assert got.digest.startswith("sha256:") and got.size == archive.stat().st_size
 
     wrong = example_text().replace(
         "images: []", "images:\n  - name: other/pause:1\n    archive: pause-mirror.tar\n#"
     )
     site, _ = parse_site(wrong, "site.yaml")
-    with pytest.raises(InputError, match=re.escape("the archive names k8s.gcr.io/pause:3.2")):
+    with pytest.raises(
+        InputError, match=re.escape("the archive names registry.k8s.io/pause:3.10.2")
+    ):
         image_archives(site, site_dir=tmp_path, names=["pause"], cache=tmp_path / "c")

@@ -15,7 +15,7 @@ from kubeprem.images import build_images
 def test_list_empty_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["images", "list", "--cache", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "k8s.gcr.io/pause:3.2" in out and "(not built)" in out
+    assert "registry.k8s.io/pause:3.10.2" in out and "(not built)" in out
     assert main(["images", "list", "--cache", str(tmp_path), "--json", "--ref", "redis=m/r:1"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert {d["name"]: d["ref"] for d in doc}["redis"] == "m/r:1"

@@ -105,19 +105,19 @@ BAD: list[tuple[str, str, tuple[str, int], str]] = [
     ),
     (
         "version-unquoted-number",
-        edit('kubernetes_version: "1.20.2"', "kubernetes_version: 1.20"),
+        edit('kubernetes_version: "1.37.2"', "kubernetes_version: 1.20"),
         ("kubernetes_version", 1),
         r"expected text.*quote it",
     ),
     (
         "version-malformed",
-        edit('kubernetes_version: "1.20.2"', 'kubernetes_version: "1.20"'),
+        edit('kubernetes_version: "1.37.2"', 'kubernetes_version: "1.20"'),
         ("kubernetes_version", 1),
         r"not a version like",
     ),
     (
         "version-unsupported",
-        edit('kubernetes_version: "1.20.2"', 'kubernetes_version: "1.25.3"'),
+        edit('kubernetes_version: "1.37.2"', 'kubernetes_version: "1.25.3"'),
         ("kubernetes_version", 1),
         r"1\.25\.3 is not supported; use 1\.20\.x, 1\.29\.x",
     ),
@@ -317,9 +317,9 @@ BAD: list[tuple[str, str, tuple[str, int], str]] = [
     ),
     (
         "artifacts-bad-source",
-        edit("source: debian-source", "source: internet"),
+        edit("source: go-modules", "source: internet"),
         ("source: internet", 1),
-        r"artifacts\.source.*'debian-source' or 'mirror'",
+        r"artifacts\.source.*'go-modules', 'debian-source' or 'mirror'",
     ),
 ]
 

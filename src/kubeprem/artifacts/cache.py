@@ -61,6 +61,7 @@ KUBERNETES_BINARIES = (
     "kubectl",
 )
 ETCD_BINARIES = ("etcd", "etcdctl")
+ETCDUTL = "etcdutl"  # etcd 3.6 and later (Features.etcdutl)
 CONTAINERD_BINARIES = ("containerd", "containerd-shim-runc-v2", "ctr")
 RUNC_BINARIES = ("runc",)
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
@@ -136,7 +137,9 @@ def mirror_components(version: str) -> tuple[Component, ...]:
         raise InputError(f"Kubernetes {version} is not supported; supported: {supported_text()}")
     return (
         Component("kubernetes", version, KUBERNETES_BINARIES),
-        Component("etcd", row.etcd_version, ETCD_BINARIES),
+        Component(
+            "etcd", row.etcd_version, (*ETCD_BINARIES, ETCDUTL) if row.etcdutl else ETCD_BINARIES
+        ),
         Component("containerd", row.containerd_version, CONTAINERD_BINARIES),
         Component("runc", row.runc_version, RUNC_BINARIES),
         Component("cni-plugins", row.cni_plugins_version, CNI_PLUGINS, kind="cni"),
@@ -156,6 +159,12 @@ ARTIFACT_NAMES: tuple[str, ...] = (
     *RUNC_BINARIES,
     *CNI_PLUGINS,
 )
+
+
+def artifact_names(version: str) -> tuple[str, ...]:
+    """Every artifact of ``version``'s set: ``ARTIFACT_NAMES``, and etcdutl
+    where its etcd has one."""
+    return tuple(s.name for s in specs_of(mirror_components(version)))
 
 
 # -- where things are --------------------------------------------------------
@@ -208,7 +217,7 @@ def cached_set(
         return None
     if manifest.kubernetes_version != version or manifest.source != source:
         return None
-    if set(manifest.files) != set(ARTIFACT_NAMES):
+    if set(manifest.files) != set(artifact_names(version)):
         return None
     for e in manifest.files.values():
         p = root / e.path
@@ -406,6 +415,7 @@ def listing(site: Site) -> list[Listed]:
 
 __all__ = [
     "ARTIFACT_NAMES",
+    "artifact_names",
     "CNI_PLUGINS",
     "KUBERNETES_BINARIES",
     "Artifact",

@@ -37,6 +37,7 @@ from kubeprem.artifacts.cache import (
     CNI_PLUGINS,
     CONTAINERD_BINARIES,
     ETCD_BINARIES,
+    ETCDUTL,
     KUBERNETES_BINARIES,
     RUNC_BINARIES,
     ArtifactSpec,
@@ -114,12 +115,16 @@ def _kubernetes(version: str) -> GoBuild:
 
 def _etcd(version: str) -> GoBuild:
     # etcd's version is a constant of go.etcd.io/etcd/api/v3/version: nothing to stamp
-    packages = {"etcd": "go.etcd.io/etcd/server/v3", "etcdctl": "go.etcd.io/etcd/etcdctl/v3"}
+    packages = {
+        "etcd": "go.etcd.io/etcd/server/v3",
+        "etcdctl": "go.etcd.io/etcd/etcdctl/v3",
+        ETCDUTL: "go.etcd.io/etcd/etcdutl/v3",
+    }
     return GoBuild(
         "etcd",
         version,
-        "go.etcd.io/etcd/server/v3, go.etcd.io/etcd/etcdctl/v3",
-        tuple(GoBinary(b, packages[b]) for b in ETCD_BINARIES),
+        "go.etcd.io/etcd (server, etcdctl, etcdutl)",
+        tuple(GoBinary(b, packages[b]) for b in (*ETCD_BINARIES, ETCDUTL)),
     )
 
 
@@ -362,6 +367,7 @@ def gather_all(
             progress(f"building {b.folder}: {', '.join(x.name for x in b.binaries)}")
             run_build(b, go, cache_dir, out_dir, logs / f"{b.folder}.log", progress)
             for x in b.binaries:
+                # go build names the etcd server after its package: "server"
                 built = out_dir / exe_name(x.package)
                 if not built.is_file():
                     raise OperationError(f"building {b.folder}: go build wrote no {built}")

@@ -53,7 +53,7 @@ class Features:
     # containerd (libcni) and CNI plugins both speak (Debian's containerd
     # 1.6.20 is built with libcni 1.1.2; plugins >= 1.0 support 1.0.0).
     cni_spec_version: str
-    # KubeProxyConfiguration API version (v1alpha1 through 1.33)
+    # KubeProxyConfiguration API version (v1alpha1 through 1.37, the only one)
     kube_proxy_config_api: str
     # etcd 3.6 turned the experimental-* flags into feature gates
     # (--experimental-initial-corrupt-check -> --feature-gates=InitialCorruptCheck=true)
@@ -64,6 +64,9 @@ class Features:
     # the Go build modules kubeprem pins for artifacts.source: go-modules
     # (kubeprem.artifacts.gomod); None: the release is rendered, not built
     go_modules: bool = False
+    # etcd 3.6's etcdctl lost `snapshot status` and `snapshot restore`: etcdutl
+    # (etcd's offline tool) does both, and ships beside etcd from 3.5 on
+    etcdutl: bool = False
 
 
 TABLE: dict[tuple[int, int], Features] = {
@@ -133,7 +136,7 @@ TABLE: dict[tuple[int, int], Features] = {
             apiserver_insecure_port_flag=False,
             etcd_version="3.6.17",
             containerd_config_version=3,
-            pause_image="registry.k8s.io/pause:3.10.1",
+            pause_image="registry.k8s.io/pause:3.10.2",
             containerd_version="2.4.2",
             runc_version="1.5.3",
             cni_plugins_version="1.10.0",
@@ -144,6 +147,7 @@ TABLE: dict[tuple[int, int], Features] = {
             etcd_feature_gates=True,
             kubelet_fail_cgroup_v1=True,
             go_modules=True,
+            etcdutl=True,
         )
         for m in range(35, 38)
     },

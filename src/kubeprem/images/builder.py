@@ -99,13 +99,14 @@ def image_refs(
     refs: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Catalogue name -> image reference. pause is named after containerd's
-    sandbox_image for the site's Kubernetes version (1.20 without a site);
+    sandbox_image for the site's Kubernetes version (without a site: the newest
+    release, the one ``kubeprem init`` writes);
     ``refs`` renames single images, ``registry`` replaces kubeprem.local."""
     # imported here: kubeprem.components.versions imported first, before
     # kubeprem.site, runs into the site package's import cycle
     from kubeprem.components.versions import TABLE, features
 
-    pause = features(site).pause_image if site is not None else TABLE[(1, 20)].pause_image
+    pause = features(site).pause_image if site is not None else TABLE[max(TABLE)].pause_image
     out = {s.name: s.default_ref(registry) for s in CATALOGUE}
     out["pause"] = pause
     for name, ref in (refs or {}).items():

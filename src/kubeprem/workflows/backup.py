@@ -183,8 +183,8 @@ async def take_backup(
             timeout=300,
         )
         st = await t.run(
-            [gates.ETCDCTL, "snapshot", "status", remote, "-w", "json"],
-            step="etcdctl snapshot status",
+            [gates.snapshot_tool(site), "snapshot", "status", remote, "-w", "json"],
+            step="snapshot status",
         )
         status = parse_snapshot_status(st.stdout)
         say(f"snapshot checked: revision {status.revision}, {status.total_keys} keys")
@@ -243,7 +243,7 @@ def resolve_snapshot(loaded: LoadedSite, given: str) -> Path:
 # -- scheduled snapshots -------------------------------------------------------------
 
 
-def timer_script(keep: int) -> str:
+def timer_script(keep: int, status_tool: str = gates.ETCDCTL) -> str:
     e = gates.etcdctl("snapshot", "save", '"$tmp"')
     save = " ".join(a if a == '"$tmp"' else f"'{a}'" for a in e)
     return "\n".join(
@@ -258,7 +258,7 @@ def timer_script(keep: int) -> str:
             'tmp="$dir/.$name.part"',
             "trap 'rm -f \"$tmp\"' EXIT",
             save,
-            f"'{gates.ETCDCTL}' snapshot status \"$tmp\" -w json >/dev/null",
+            f"'{status_tool}' snapshot status \"$tmp\" -w json >/dev/null",
             'mv "$tmp" "$dir/$name"',
             "trap - EXIT",
             f'ls -1t "$dir"/snapshot-*.db | tail -n +{keep + 1} | xargs -r rm -f --',
@@ -267,7 +267,11 @@ def timer_script(keep: int) -> str:
     )
 
 
-def timer_files(every_hours: int = DEFAULT_EVERY_HOURS, keep: int = DEFAULT_KEEP) -> Rendered:
+def timer_files(
+    every_hours: int = DEFAULT_EVERY_HOURS,
+    keep: int = DEFAULT_KEEP,
+    status_tool: str = gates.ETCDCTL,
+) -> Rendered:
     """The script, service and timer of scheduled snapshots (for an etcd member)."""
     if every_hours < 1 or keep < 1:
         raise OperationError("snapshot schedule: every_hours and keep must be at least 1")
@@ -299,7 +303,7 @@ def timer_files(every_hours: int = DEFAULT_EVERY_HOURS, keep: int = DEFAULT_KEEP
     return Rendered(
         component="etcd-snapshot",
         files=(
-            File.text(TIMER_SCRIPT, timer_script(keep), 0o755),
+            File.text(TIMER_SCRIPT, timer_script(keep, status_tool), 0o755),
             File.text(svc_path, svc),
             File.text(f"{paths.UNIT_DIR}/{TIMER_UNIT}", timer),
         ),
@@ -315,7 +319,7 @@ async def install_timer(
     keep: int = DEFAULT_KEEP,
 ) -> ApplySummary | None:
     """Write the timer to every etcd member and enable it; only what differs."""
-    rendered = timer_files(every_hours, keep)
+    rendered = timer_files(every_hours, keep, gates.snapshot_tool(site))
     desired: dict[str, Sequence[Rendered]] = {m.name: [rendered] for m in site.etcd_members}
     facts = await gather_all(
         {h: transports[h] for h in desired}, {h: wanted(r) for h, r in desired.items()}

@@ -18,7 +18,7 @@ from kubeprem.site.model import Machine, Role, Site
 
 # Which artifacts each role runs; a machine gets the union over its roles.
 ARTIFACTS_BY_ROLE: Mapping[Role, tuple[str, ...]] = {
-    "etcd": ("etcd", "etcdctl"),
+    "etcd": ("etcd", "etcdctl", "etcdutl"),  # etcdutl: etcd 3.6 and later
     "control-plane": ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"),
     "worker": (
         "kubelet",
@@ -45,7 +45,8 @@ def artifact_files(machine: Machine, artifacts: ArtifactSet) -> Rendered:
     names: dict[str, None] = {}
     for role in machine.roles:
         for name in ARTIFACTS_BY_ROLE[role]:
-            names[name] = None
+            if name in artifacts.files:
+                names[name] = None
     files = tuple(
         File(
             str(artifacts.files[n].destination),

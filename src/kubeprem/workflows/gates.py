@@ -20,6 +20,15 @@ from kubeprem.transport.base import Result, Transport
 
 KUBECTL = f"{paths.BIN_DIR}/kubectl"
 ETCDCTL = f"{paths.BIN_DIR}/etcdctl"
+ETCDUTL = f"{paths.BIN_DIR}/etcdutl"
+
+
+def snapshot_tool(site: Site) -> str:
+    """What checks and restores a snapshot file: etcdctl up to etcd 3.5,
+    etcdutl from 3.6 (whose etcdctl only saves)."""
+    from kubeprem.components.versions import features
+
+    return ETCDUTL if features(site).etcdutl else ETCDCTL
 
 
 def etcdctl(*args: str, endpoint: str = "https://127.0.0.1:2379") -> list[str]:

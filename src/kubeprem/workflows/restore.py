@@ -83,9 +83,10 @@ async def stop_now(t: Transport, units: tuple[str, ...]) -> None:
 
 
 def restore_argv(site: Site, m: Machine) -> list[str]:
-    """``etcdctl snapshot restore`` for one member, into RESTORE_DIR."""
+    """``etcdctl snapshot restore`` (``etcdutl`` from etcd 3.6) for one
+    member, into RESTORE_DIR."""
     return [
-        gates.ETCDCTL,
+        gates.snapshot_tool(site),
         "snapshot",
         "restore",
         REMOTE_SNAPSHOT,
@@ -129,8 +130,8 @@ async def restore(
         if not r.stdout.startswith(digest):
             raise OperationError(f"{m.name}: the copied snapshot's checksum differs; retry")
         await t.run(
-            [gates.ETCDCTL, "snapshot", "status", REMOTE_SNAPSHOT, "-w", "json"],
-            step="etcdctl snapshot status",
+            [gates.snapshot_tool(site), "snapshot", "status", REMOTE_SNAPSHOT, "-w", "json"],
+            step="snapshot status",
         )
 
     await asyncio.gather(*(copy(m) for m in members))
@@ -150,7 +151,7 @@ async def restore(
     async def restore_member(m: Machine) -> None:
         t = transports[m.name]
         await t.run(["rm", "-rf", RESTORE_DIR], step="remove an earlier restore's leftovers")
-        await t.run(restore_argv(site, m), step="etcdctl snapshot restore", timeout=300)
+        await t.run(restore_argv(site, m), step="snapshot restore", timeout=300)
         await t.run(["mv", paths.ETCD_DATA, old], step="keep the old data directory")
         await t.run(["mv", RESTORE_DIR, paths.ETCD_DATA], step="swap in the restored data")
         await t.run(["chmod", "0700", paths.ETCD_DATA], step="etcd data directory mode")
