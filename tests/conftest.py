@@ -39,7 +39,10 @@ def example_site() -> Site:
 def site_with_version(version: str, source: str | None = None) -> Site:
     """The example at another release (and artifacts source)."""
     text = re.sub(
-        r'kubernetes_version: "[0-9.]+"', f'kubernetes_version: "{version}"', example_text(), count=1
+        r'kubernetes_version: "[0-9.]+"',
+        f'kubernetes_version: "{version}"',
+        example_text(),
+        count=1,
     )
     if source is not None:
         text = re.sub(r"(?m)^  source: \S+", f"  source: {source}", text, count=1)

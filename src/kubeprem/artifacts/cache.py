@@ -415,7 +415,6 @@ def listing(site: Site) -> list[Listed]:
 
 __all__ = [
     "ARTIFACT_NAMES",
-    "artifact_names",
     "CNI_PLUGINS",
     "KUBERNETES_BINARIES",
     "Artifact",
@@ -424,6 +423,7 @@ __all__ = [
     "Component",
     "Listed",
     "Progress",
+    "artifact_names",
     "cached_set",
     "default_cache_dir",
     "ensure_artifacts",
