@@ -105,6 +105,10 @@ def loopback_api(loopback_etcd: Cluster) -> Iterator[Cluster]:
     unit = (out / member / "etc/systemd/system/kube-apiserver.service").read_text()
     argv = reroot(exec_start(unit), out / member, {})
     argv[0] = str(binary)
+    # Here only: the members listen on 127.0.0.x, which the default (lease)
+    # endpoint reconciler refuses as the kubernetes Service's endpoint since
+    # 1.2x ("may not be in the loopback range"); real sites never have that.
+    argv.append("--endpoint-reconciler-type=none")
     haproxy_cfg = (out / member / "etc/haproxy/haproxy.cfg").read_text()
     cfg = loopback_etcd.tmp / "haproxy.cfg"
     cfg.write_text(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import io
+import re
 import shutil
 import subprocess
 import tarfile
@@ -129,8 +130,9 @@ def mirror(tmp_path: Path) -> Iterator[tuple[Path, Server]]:
         server.httpd.server_close()
 
 
-def _site(example_site: Site, mirror: str) -> Site:
-    return example_site.model_copy(update={"artifacts": Artifacts(source="mirror", mirror=mirror)})
+def _site(legacy_site: Site, mirror: str) -> Site:
+    """The 1.20.2 example served from ``mirror`` (the fake release files are 1.20.2's)."""
+    return legacy_site.model_copy(update={"artifacts": Artifacts(source="mirror", mirror=mirror)})
 
 
 def _snapshot(cache: Path) -> dict[str, str]:
@@ -142,12 +144,12 @@ def _snapshot(cache: Path) -> dict[str, str]:
 
 
 def test_mirror_over_http_and_directory(
-    mirror: tuple[Path, Server], example_site: Site, tmp_path: Path
+    mirror: tuple[Path, Server], legacy_site: Site, tmp_path: Path
 ) -> None:
     root, server = mirror
     said: list[str] = []
     cache = tmp_path / "cache"
-    result = art.ensure_artifacts(_site(example_site, server.url), cache, said.append)
+    result = art.ensure_artifacts(_site(legacy_site, server.url), cache, said.append)
 
     assert not result.reused and result.root == cache / "artifacts" / VERSION
     assert set(result.files) == set(art.ARTIFACT_NAMES)
@@ -171,11 +173,11 @@ def test_mirror_over_http_and_directory(
 
     # a complete set is reused: no request reaches the mirror
     before = len(server.requests)
-    again = art.ensure_artifacts(_site(example_site, server.url), cache, said.append, verify=True)
+    again = art.ensure_artifacts(_site(legacy_site, server.url), cache, said.append, verify=True)
     assert again.reused and len(server.requests) == before
 
     # the same mirror as a directory gives the same files
-    by_dir = art.ensure_artifacts(_site(example_site, str(root)), tmp_path / "c2", said.append)
+    by_dir = art.ensure_artifacts(_site(legacy_site, str(root)), tmp_path / "c2", said.append)
     assert {n: a.sha256 for n, a in by_dir.files.items()} == {
         n: a.sha256 for n, a in result.files.items()
     }
@@ -189,11 +191,11 @@ def test_mirror_over_http_and_directory(
     ],
 )
 def test_corrupted_file_is_refused_and_cache_unchanged(
-    mirror: tuple[Path, Server], example_site: Site, tmp_path: Path, victim: str
+    mirror: tuple[Path, Server], legacy_site: Site, tmp_path: Path, victim: str
 ) -> None:
     root, server = mirror
     cache = tmp_path / "cache"
-    art.ensure_artifacts(_site(example_site, server.url), cache, lambda _m: None)
+    art.ensure_artifacts(_site(legacy_site, server.url), cache, lambda _m: None)
     before = _snapshot(cache)
 
     path = root / victim
@@ -204,7 +206,7 @@ def test_corrupted_file_is_refused_and_cache_unchanged(
     actual = _sha(bytes(data))
 
     # the directory form of the mirror is another source: a new set is attempted
-    for site in (_site(example_site, str(root)), _site(example_site, server.url + "/")):
+    for site in (_site(legacy_site, str(root)), _site(legacy_site, server.url + "/")):
         with pytest.raises(ChecksumMismatch) as err:
             art.ensure_artifacts(site, cache, lambda _m: None)
         msg = str(err.value)
@@ -215,7 +217,7 @@ def test_corrupted_file_is_refused_and_cache_unchanged(
 
     fresh = tmp_path / "fresh"
     with pytest.raises(ChecksumMismatch):
-        art.ensure_artifacts(_site(example_site, server.url), fresh, lambda _m: None)
+        art.ensure_artifacts(_site(legacy_site, server.url), fresh, lambda _m: None)
     assert not (fresh / "artifacts" / VERSION).exists()
     assert [p.name for p in (fresh / "artifacts").iterdir()] == [".lock"]
 
@@ -227,10 +229,10 @@ def test_cli_with_a_relative_mirror(
     site_dir = tmp_path / "site"
     site_dir.mkdir()
     shutil.copytree(root, site_dir / "mirror")
-    text = example_text().replace(
-        "  source: debian-source          # or 'mirror' with mirror: /path or https://... "
-        "(air-gapped)\n",
+    text = re.sub(
+        r"(?m)^  source: go-modules .*\n(  +#.*\n)*",
         "  source: mirror\n  mirror: mirror\n  cache: cache\n",
+        example_text().replace('kubernetes_version: "1.37.2"', f'kubernetes_version: "{VERSION}"'),
     )
     assert "mirror: mirror" in text
     (site_dir / "site.yaml").write_text(text)
@@ -265,7 +267,7 @@ def _built_tree() -> Path | None:
     return None
 
 
-def test_debian_source_set_from_the_build(example_site: Site, tmp_path: Path) -> None:
+def test_debian_source_set_from_the_build(legacy_site: Site, tmp_path: Path) -> None:
     """Real binaries: the Kubernetes build this machine already has (CI runs
     `kubeprem artifacts` in its setup) and Debian's installed packages."""
     tree = _built_tree()
@@ -283,7 +285,7 @@ def test_debian_source_set_from_the_build(example_site: Site, tmp_path: Path) ->
     (cache / "src").mkdir(parents=True)
     (cache / "src" / tree.name).symlink_to(tree)  # reuse the build, copy into a new cache
     said: list[str] = []
-    result = art.ensure_artifacts(example_site, cache, said.append)
+    result = art.ensure_artifacts(legacy_site, cache, said.append)
     assert set(result.files) == set(art.ARTIFACT_NAMES)
     assert any("reusing the Kubernetes build" in m for m in said)
     for a in result.files.values():

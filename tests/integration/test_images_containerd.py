@@ -168,7 +168,8 @@ def test_pause_and_busybox_import_and_run(containerd: Containerd, tmp_path: Path
 
     _import_and_check(containerd, archives)
     pause, busybox = archives
-    assert pause.ref == "k8s.gcr.io/pause:3.2"  # containerd's sandbox_image for 1.20
+    # the sandbox image containerd names for the newest release (no site given)
+    assert pause.ref == "registry.k8s.io/pause:3.10.2"
 
     out = _run(containerd, busybox.ref, "kp-busybox", "/bin/busybox", "echo", "hello from busybox")
     assert out.strip() == "hello from busybox"
