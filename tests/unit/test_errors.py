@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from kubeprem.errors import RemoteError
 
 
@@ -24,3 +28,37 @@ def test_a_write_or_command_that_never_finished_says_failed_not_status_none() ->
         "worker-1: create /usr/local/bin/kubelet: `sftp-put /usr/local/bin/kubelet` failed: "
         "SFTPFailure: No space left on device"
     )
+
+
+def test_sigterm_runs_the_cleanups_then_ends_the_process_as_sigterm(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A SIGTERM mid-command unwinds it (finally blocks run: a build kills its
+    compilers, a lock is released), then is delivered again to the handler
+    that was there before, so the process still ends as SIGTERM ends it."""
+    import signal
+
+    from kubeprem.artifacts import cache as art
+    from kubeprem.cli import main as cli_main
+    from kubeprem.site import example_text
+
+    site = tmp_path / "site.yaml"
+    site.write_text(example_text())
+    cleaned: list[str] = []
+    delivered: list[int] = []
+
+    def killed_mid_way(*_a: object, **_k: object) -> None:
+        try:
+            signal.raise_signal(signal.SIGTERM)
+            raise AssertionError("SIGTERM did not stop the command")
+        finally:
+            cleaned.append("cleanup ran")
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(art, "ensure_artifacts", killed_mid_way)
+    monkeypatch.setattr("kubeprem.cli.artifacts_cmds.ensure_artifacts", killed_mid_way)
+    monkeypatch.setattr(cli_main.os, "kill", lambda pid, sig: delivered.append(sig))
+    assert cli_main.main(["artifacts", str(site)]) == 143
+    assert cleaned == ["cleanup ran"]
+    assert delivered == [signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back

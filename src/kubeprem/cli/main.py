@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
+import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 
@@ -71,6 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that every cleanup on the way
+    out runs: a build stops its compilers, an atomic write removes its
+    temporary file, a lock is released."""
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -78,6 +91,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         result = handler(args)
         if inspect.iscoroutine(result):
@@ -88,9 +104,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         console_err.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
         return exc.exit_status
+    except Terminated:
+        console_err.print("terminated")
+        # the cleanups ran; now end as SIGTERM ends a process (status 143),
+        # through the handler that was there before (a caller's, or the default)
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        previous = None
+        os.kill(os.getpid(), signal.SIGTERM)
+        return 143
     except KeyboardInterrupt:
         console_err.print("interrupted")
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover
