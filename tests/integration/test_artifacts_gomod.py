@@ -23,14 +23,23 @@ def test_cni_plugins_build_from_their_pinned_module(tmp_path: Path) -> None:
     build = next(b for b in gomod.builds_for("1.37.2") if b.component == "cni-plugins")
     go = gomod.find_go((1, 26, 0))
     said: list[str] = []
-    cache = art.default_cache_dir()
-    (cache / "go").mkdir(parents=True, exist_ok=True)
-    gomod.run_build(build, go, cache, tmp_path, tmp_path / "build.log", said.append)
-    bridge = tmp_path / "bridge"
+    # a cache of its own whose module and build caches are the machine's
+    shared = art.default_cache_dir() / "go"
+    cache = tmp_path / "cache"
+    (cache / "go").mkdir(parents=True)
+    for part in ("mod", "build"):
+        (shared / part).mkdir(parents=True, exist_ok=True)
+        (cache / "go" / part).symlink_to(shared / part)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    gomod.run_build(build, go, cache, out_dir, tmp_path / "build.log", said.append)
+    bridge = out_dir / "bridge"
     out = subprocess.run([str(bridge), "--version"], capture_output=True, text=True, check=False)
     assert f"v{build.version}" in (out.stdout + out.stderr)
     assert any(m.startswith("built cni-plugins-") for m in said)
-    assert not list((cache / "go").glob("cni-plugins-*")), "the work folder was left behind"
+    assert sorted(p.name for p in (cache / "go").iterdir()) == ["build", "mod"], (
+        "the work folder was left behind"
+    )
 
 
 def test_a_module_missing_from_go_sum_fails_the_build(

@@ -17,11 +17,9 @@ Called by ``kubeprem.artifacts.cache.ensure_artifacts``. Steps:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -37,6 +35,7 @@ from kubeprem.artifacts.cache import (
     install_file,
 )
 from kubeprem.artifacts.manifest import Entry
+from kubeprem.artifacts.process import run_logged
 from kubeprem.errors import InputError, OperationError, PrerequisiteError
 
 SOURCE_PACKAGE = "kubernetes"
@@ -321,31 +320,19 @@ def build(tree: Path, binaries: list[str], log: Path, progress: Progress) -> Non
     progress(f"building {', '.join(binaries)} in {tree} (10 to 13 minutes on 2 cores); log: {log}")
     start = time.monotonic()
     started = time.time()
-    with open(log, "w", encoding="utf-8") as out:
-        # its own process group, so an interrupted run stops make and every go child
-        proc = subprocess.Popen(
-            argv, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+
+    def beat() -> None:
+        done = _built_since(tree / "_output" / "bin", binaries, started)
+        progress(
+            f"still building, {_elapsed(start)}, {len(done)}/{len(binaries)} done"
+            f"{' (' + ', '.join(done) + ')' if done else ''}: {_last_line(log)}"
         )
-        try:
-            while True:
-                try:
-                    proc.wait(timeout=HEARTBEAT_S)
-                    break
-                except subprocess.TimeoutExpired:
-                    done = _built_since(tree / "_output" / "bin", binaries, started)
-                    progress(
-                        f"still building, {_elapsed(start)}, {len(done)}/{len(binaries)} done"
-                        f"{' (' + ', '.join(done) + ')' if done else ''}: {_last_line(log)}"
-                    )
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
-            raise
-    if proc.returncode != 0:
+
+    status = run_logged(argv, cwd=tree, env=env, log=log, beat=beat, every=HEARTBEAT_S)
+    if status != 0:
         raise OperationError(
             f"building Kubernetes: `{' '.join(argv)}` in {tree} exited with status "
-            f"{proc.returncode}; end of {log}: {_last_line(log, 5)}"
+            f"{status}; end of {log}: {_last_line(log, 5)}"
         )
     progress(f"built {', '.join(binaries)} in {_elapsed(start)}")
 

@@ -20,11 +20,9 @@ own module proxy. The module and build caches live under
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -46,6 +44,7 @@ from kubeprem.artifacts.cache import (
     install_file,
 )
 from kubeprem.artifacts.manifest import Entry
+from kubeprem.artifacts.process import run_logged
 from kubeprem.errors import InputError, OperationError, PrerequisiteError
 
 HEARTBEAT_S = 30.0
@@ -313,34 +312,18 @@ def run_build(
         argv = build.argv(out_dir, go)
         env = build_env(cache_dir, build, os.environ)
         start = time.monotonic()
-        with open(log, "w", encoding="utf-8") as out:
-            out.write("$ " + " ".join(argv) + "\n")
-            out.flush()
-            # its own process group: an interrupted run stops go and every compiler
-            proc = subprocess.Popen(
-                argv,
-                cwd=work,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            try:
-                while True:
-                    try:
-                        proc.wait(timeout=HEARTBEAT_S)
-                        break
-                    except subprocess.TimeoutExpired:
-                        progress(f"still building {build.folder}, {_elapsed(start)}")
-            except BaseException:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait()
-                raise
-        if proc.returncode != 0:
+        status = run_logged(
+            argv,
+            cwd=work,
+            env=env,
+            log=log,
+            beat=lambda: progress(f"still building {build.folder}, {_elapsed(start)}"),
+            every=HEARTBEAT_S,
+        )
+        if status != 0:
             raise OperationError(
                 f"building {build.folder} ({build.module}) exited with status "
-                f"{proc.returncode}; end of {log}: {_tail(log, 5)}"
+                f"{status}; end of {log}: {_tail(log, 5)}"
             )
         progress(f"built {build.folder} in {_elapsed(start)}")
     finally:
