@@ -67,16 +67,12 @@ def _systemd_cgroup(ctx: HostContext) -> str:
 RESTRICT_OOM = "  restrict_oom_score_adj = true"
 
 
-def _config_v2(ctx: HostContext) -> str:
-    feats = features(ctx.site)
-    cri = 'plugins."io.containerd.grpc.v1.cri"'
-    runc = f"{cri}.containerd.runtimes.runc"
-    lines = [*_head(2), f"[{cri}]", f'  sandbox_image = "{feats.pause_image}"']
-    if ctx.options.in_container:
-        lines.append(RESTRICT_OOM)
-    lines += [
-        "",
-        f"[{cri}.containerd]",
+def _runc_runtime(ctx: HostContext, table: str) -> list[str]:
+    """runc as the default runtime, under the CRI plugin's ``containerd``
+    table (its name differs between config versions 2 and 3)."""
+    runc = f"{table}.runtimes.runc"
+    return [
+        f"[{table}]",
         '  default_runtime_name = "runc"',
         "",
         f"[{runc}]",
@@ -86,6 +82,18 @@ def _config_v2(ctx: HostContext) -> str:
         f'  BinaryName = "{RUNC}"',
         f"  SystemdCgroup = {_systemd_cgroup(ctx)}",
         "",
+    ]
+
+
+def _config_v2(ctx: HostContext) -> str:
+    feats = features(ctx.site)
+    cri = 'plugins."io.containerd.grpc.v1.cri"'
+    lines = [*_head(2), f"[{cri}]", f'  sandbox_image = "{feats.pause_image}"']
+    if ctx.options.in_container:
+        lines.append(RESTRICT_OOM)
+    lines += [
+        "",
+        *_runc_runtime(ctx, f"{cri}.containerd"),
         f"[{cri}.cni]",
         f'  bin_dir = "{CNI_BIN_DIR}"',
         f'  conf_dir = "{CNI_CONF_DIR}"',
@@ -102,21 +110,11 @@ def _config_v3(ctx: HostContext) -> str:
     feats = features(ctx.site)
     images = "plugins.'io.containerd.cri.v1.images'"
     runtime = "plugins.'io.containerd.cri.v1.runtime'"
-    runc = f"{runtime}.containerd.runtimes.runc"
     lines = [*_head(3), f"[{images}.pinned_images]", f'  sandbox = "{feats.pause_image}"', ""]
     if ctx.options.in_container:
         lines += [f"[{runtime}]", RESTRICT_OOM, ""]
     lines += [
-        f"[{runtime}.containerd]",
-        '  default_runtime_name = "runc"',
-        "",
-        f"[{runc}]",
-        '  runtime_type = "io.containerd.runc.v2"',
-        "",
-        f"[{runc}.options]",
-        f'  BinaryName = "{RUNC}"',
-        f"  SystemdCgroup = {_systemd_cgroup(ctx)}",
-        "",
+        *_runc_runtime(ctx, f"{runtime}.containerd"),
         f"[{runtime}.cni]",
         f'  bin_dirs = ["{CNI_BIN_DIR}"]',
         f'  conf_dir = "{CNI_CONF_DIR}"',
