@@ -50,3 +50,24 @@ def test_parse_alerts_keeps_firing_ones_critical_first(
     alerts: tuple[dict[str, object], ...], expected: list[FiringAlert]
 ) -> None:
     assert parse_alerts(_answer(*alerts)) == expected
+
+
+@pytest.mark.parametrize(
+    ("version", "cgroupfs", "warned"),
+    [
+        ("1.37.2", "tmpfs", True),  # v1 under a kubelet that refuses it by default
+        ("1.37.2", "cgroup2fs", False),
+        ("1.37.2", None, False),  # not known: no claim
+        ("1.20.2", "tmpfs", False),  # 1.20's kubelet knows nothing else
+    ],
+)
+def test_status_warns_of_cgroup_v1_where_the_kubelet_deprecates_it(
+    version: str, cgroupfs: str | None, warned: bool
+) -> None:
+    from kubeprem.workflows.status import cgroup_warning
+    from tests.conftest import site_with_version
+
+    w = cgroup_warning(site_with_version(version), "worker-0", cgroupfs)
+    assert (w is not None) is warned
+    if w:
+        assert w.startswith("worker-0: cgroup v1") and "failCgroupV1: false" in w

@@ -19,10 +19,11 @@ from typing import Any
 from rich.table import Table
 
 from kubeprem.components import paths
+from kubeprem.components.versions import features
 from kubeprem.pki.check import WARN_BEFORE, check_pki
 from kubeprem.pki.store import pki_dir
 from kubeprem.site.load import LoadedSite
-from kubeprem.site.model import Machine
+from kubeprem.site.model import Machine, Site
 from kubeprem.transport.base import Transport
 from kubeprem.workflows import gates
 
@@ -43,6 +44,7 @@ class MachineStatus:
     kubelet: str = "-"
     containerd: str = "-"
     cert_days: int | None = None
+    cgroupfs: str | None = None  # stat -fc %T /sys/fs/cgroup on workers: cgroup2fs, tmpfs
 
     def healthy(self) -> bool:
         if not self.reachable:
@@ -99,6 +101,19 @@ def cert_days_by_machine(loaded: LoadedSite, now: datetime) -> tuple[dict[str, i
         if s.days_left < WARN_BEFORE.days
     ]
     return out, warnings
+
+
+def cgroup_warning(site: Site, machine: str, cgroupfs: str | None) -> str | None:
+    """A worker on cgroup v1 under a kubelet that refuses v1 by default: it
+    runs (kubeprem sets failCgroupV1: false there), but upstream is removing
+    v1 support, so the operator should hear of it before an upgrade does."""
+    if cgroupfs != "tmpfs" or not features(site).kubelet_fail_cgroup_v1:
+        return None
+    return (
+        f"{machine}: cgroup v1 (the kubelet {site.cluster.version} runs only with "
+        "failCgroupV1: false, which kubeprem sets; upstream deprecates v1: move the "
+        "machine to cgroup v2, e.g. systemd.unified_cgroup_hierarchy=1)"
+    )
 
 
 def parse_endpoint_status(output: str) -> str:
@@ -166,6 +181,8 @@ async def _machine(m: Machine, t: Transport, site_api_port: int) -> MachineStatu
                 [f"{paths.BIN_DIR}/containerd", "--version"], step="containerd version", check=False
             )
             ms.containerd = r.stdout.split()[2] if r.ok and len(r.stdout.split()) > 2 else "missing"
+            r = await t.run(["stat", "-fc", "%T", "/sys/fs/cgroup"], step="cgroup", check=False)
+            ms.cgroupfs = (r.stdout.strip() or None) if r.ok else None
     except Exception as exc:  # an unreachable machine is a status, not a crash
         ms.reachable = False
         ms.error = str(exc)
@@ -214,6 +231,8 @@ async def gather_status(loaded: LoadedSite, transports: Mapping[str, Transport])
     for ms in machines:
         if not ms.reachable:
             warnings.append(f"{ms.name}: unreachable: {ms.error}")
+        elif (cgroup := cgroup_warning(site, ms.name, ms.cgroupfs)) is not None:
+            warnings.append(cgroup)
     return ClusterStatus(list(machines), warnings, alerts)
 
 
