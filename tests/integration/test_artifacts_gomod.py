@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 def test_cni_plugins_build_from_their_pinned_module(tmp_path: Path) -> None:
     """A real build of the smallest module into a fresh folder, sharing the
     machine's Go caches (what `kubeprem artifacts` fills)."""
-    build = next(b for b in gomod.builds_for("1.37.2") if b.component == "cni-plugins")
+    build = next(b for b in gomod.builds_for("1.37.2") if b.component.name == "cni-plugins")
     go = gomod.find_go((1, 26, 0))
     said: list[str] = []
     # a cache of its own whose module and build caches are the machine's
@@ -46,7 +46,7 @@ def test_a_module_missing_from_go_sum_fails_the_build(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """-mod=readonly: a go.sum without the module's lines is an error, never a fetch."""
-    build = next(b for b in gomod.builds_for("1.37.2") if b.component == "cni-plugins")
+    build = next(b for b in gomod.builds_for("1.37.2") if b.component.name == "cni-plugins")
     real = gomod.module_files(build.folder)
     lines = real["go.sum"].decode().splitlines(keepends=True)
     cut = "".join(

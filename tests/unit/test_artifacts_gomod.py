@@ -73,14 +73,14 @@ def test_kubernetes_staging_modules_replaced_by_their_release(version: str) -> N
 
 
 def test_builds_follow_the_version_table() -> None:
-    builds = {b.component: b for b in gomod.builds_for("1.37.2")}
+    builds = {b.component.name: b for b in gomod.builds_for("1.37.2")}
     row = TABLE[(1, 37)]
     assert builds["kubernetes"].version == "1.37.2"
     assert builds["etcd"].version == row.etcd_version
     assert builds["containerd"].version == row.containerd_version
     assert builds["runc"].version == row.runc_version
     assert builds["cni-plugins"].version == row.cni_plugins_version
-    names = {x.name for b in builds.values() for x in b.binaries}
+    names = {name for b in builds.values() for name in b.packages}
     assert names == set(art.artifact_names("1.37.2")) == {*art.ARTIFACT_NAMES, "etcdutl"}
 
 
@@ -95,7 +95,7 @@ def test_build_command_stamps_versions_and_is_reproducible() -> None:
     assert "buildDate" not in ld  # no time stamp: the same sources give the same file
     assert argv[argv.index("-o") + 1] == "/out/"
     assert "k8s.io/kubernetes/cmd/kubelet" in argv
-    runc = next(b for b in gomod.builds_for("1.37.2") if b.component == "runc")
+    runc = next(b for b in gomod.builds_for("1.37.2") if b.component.name == "runc")
     rargv = runc.argv(Path("/out"))
     assert rargv[rargv.index("-tags") + 1] == "seccomp,urfave_cli_no_docs"
     assert "-extldflags '-static'" in rargv[rargv.index("-ldflags") + 1]

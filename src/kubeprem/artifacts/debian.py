@@ -35,7 +35,7 @@ from kubeprem.artifacts.cache import (
     install_file,
 )
 from kubeprem.artifacts.manifest import Entry
-from kubeprem.artifacts.process import run_logged
+from kubeprem.artifacts.process import elapsed, last_lines, run_logged
 from kubeprem.errors import InputError, OperationError, PrerequisiteError
 
 SOURCE_PACKAGE = "kubernetes"
@@ -277,11 +277,6 @@ def binary_version_ok(path: Path, version: str) -> bool:
     return res.returncode == 0 and f"v{version}" in res.stdout + res.stderr
 
 
-def _elapsed(start: float) -> str:
-    s = int(time.monotonic() - start)
-    return f"{s // 60}m{s % 60:02d}s"
-
-
 def _stdout_file(pid: int) -> Path | None:
     """The regular file a process writes its output to (its build log), if any."""
     try:
@@ -297,10 +292,10 @@ def wait_for_running(tree: Path, progress: Progress) -> None:
     while pids := builds_running(tree):
         if time.monotonic() - last >= HEARTBEAT_S:
             logs = [p for p in map(_stdout_file, pids) if p is not None]
-            tail = f": {_last_line(logs[0])}" if logs else ""
+            tail = f": {last_lines(logs[0])}" if logs else ""
             progress(
                 f"a build is already running in {tree} (pid {', '.join(map(str, pids))}); "
-                f"waiting for it, {_elapsed(start)}{tail}"
+                f"waiting for it, {elapsed(start)}{tail}"
             )
             last = time.monotonic()
         time.sleep(2)
@@ -324,17 +319,17 @@ def build(tree: Path, binaries: list[str], log: Path, progress: Progress) -> Non
     def beat() -> None:
         done = _built_since(tree / "_output" / "bin", binaries, started)
         progress(
-            f"still building, {_elapsed(start)}, {len(done)}/{len(binaries)} done"
-            f"{' (' + ', '.join(done) + ')' if done else ''}: {_last_line(log)}"
+            f"still building, {elapsed(start)}, {len(done)}/{len(binaries)} done"
+            f"{' (' + ', '.join(done) + ')' if done else ''}: {last_lines(log)}"
         )
 
     status = run_logged(argv, cwd=tree, env=env, log=log, beat=beat, every=HEARTBEAT_S)
     if status != 0:
         raise OperationError(
             f"building Kubernetes: `{' '.join(argv)}` in {tree} exited with status "
-            f"{status}; end of {log}: {_last_line(log, 5)}"
+            f"{status}; end of {log}: {last_lines(log, 5)}"
         )
-    progress(f"built {', '.join(binaries)} in {_elapsed(start)}")
+    progress(f"built {', '.join(binaries)} in {elapsed(start)}")
 
 
 def _built_since(out: Path, binaries: list[str], since: float) -> list[str]:
@@ -348,14 +343,6 @@ def _built_since(out: Path, binaries: list[str], since: float) -> list[str]:
         except OSError:
             pass
     return done
-
-
-def _last_line(log: Path, n: int = 1) -> str:
-    try:
-        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return " | ".join(lines[-n:])
 
 
 def kubernetes_binaries(cache_dir: Path, progress: Progress) -> tuple[Path, str]:

@@ -32,19 +32,14 @@ from importlib import resources
 from pathlib import Path
 
 from kubeprem.artifacts.cache import (
-    CNI_PLUGINS,
-    CONTAINERD_BINARIES,
-    ETCD_BINARIES,
-    ETCDUTL,
-    KUBERNETES_BINARIES,
-    RUNC_BINARIES,
-    ArtifactSpec,
-    Kind,
+    Component,
     Progress,
     install_file,
+    mirror_components,
+    specs_of,
 )
 from kubeprem.artifacts.manifest import Entry
-from kubeprem.artifacts.process import run_logged
+from kubeprem.artifacts.process import elapsed, last_lines, run_logged
 from kubeprem.errors import InputError, OperationError, PrerequisiteError
 
 HEARTBEAT_S = 30.0
@@ -52,22 +47,12 @@ MODULES = "modules"
 
 
 @dataclass(frozen=True)
-class GoBinary:
-    """One command of a module, built into the artifact ``name``."""
-
-    name: str
-    package: str
-    kind: Kind = "binary"
-
-
-@dataclass(frozen=True)
 class GoBuild:
-    """One pinned build module and what it produces."""
+    """One pinned build module and the commands it builds, for one component."""
 
-    component: str
-    version: str
+    component: Component
     module: str  # the upstream module, for messages and the manifest
-    binaries: tuple[GoBinary, ...]
+    packages: Mapping[str, str]  # artifact name -> Go package of its command
     # -X settings of the upstream release build (each release stamps its own version)
     stamps: tuple[str, ...] = ()
     cgo: bool = False
@@ -76,8 +61,12 @@ class GoBuild:
     extldflags: str = ""
 
     @property
+    def version(self) -> str:
+        return self.component.version
+
+    @property
     def folder(self) -> str:
-        return f"{self.component}-{self.version}"
+        return f"{self.component.name}-{self.version}"
 
     def ldflags(self) -> str:
         parts = ["-s", "-w", *(f"-X {s}" for s in self.stamps)]
@@ -90,62 +79,57 @@ class GoBuild:
         args = [go, "build", "-trimpath", "-ldflags", self.ldflags()]
         if self.tags:
             args += ["-tags", ",".join(self.tags)]
-        return [*args, "-o", f"{out_dir}/", *(b.package for b in self.binaries)]
+        return [*args, "-o", f"{out_dir}/", *dict.fromkeys(self.packages.values())]
 
 
-def _kubernetes(version: str) -> GoBuild:
-    major, minor, _ = version.split(".")
+def _kubernetes(c: Component) -> GoBuild:
+    major, minor, _ = c.version.split(".")
     stamps = []
     for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
         stamps += [
-            f"{pkg}.gitVersion=v{version}",
+            f"{pkg}.gitVersion=v{c.version}",
             f"{pkg}.gitMajor={major}",
             f"{pkg}.gitMinor={minor}",
             f"{pkg}.gitTreeState=clean",
         ]
     return GoBuild(
-        "kubernetes",
-        version,
+        c,
         "k8s.io/kubernetes",
-        tuple(GoBinary(b, f"k8s.io/kubernetes/cmd/{b}") for b in KUBERNETES_BINARIES),
+        {b: f"k8s.io/kubernetes/cmd/{b}" for b in c.artifacts},
         stamps=tuple(stamps),
     )
 
 
-def _etcd(version: str) -> GoBuild:
+ETCD_PACKAGES = {
+    "etcd": "go.etcd.io/etcd/server/v3",
+    "etcdctl": "go.etcd.io/etcd/etcdctl/v3",
+    "etcdutl": "go.etcd.io/etcd/etcdutl/v3",
+}
+
+
+def _etcd(c: Component) -> GoBuild:
     # etcd's version is a constant of go.etcd.io/etcd/api/v3/version: nothing to stamp
-    packages = {
-        "etcd": "go.etcd.io/etcd/server/v3",
-        "etcdctl": "go.etcd.io/etcd/etcdctl/v3",
-        ETCDUTL: "go.etcd.io/etcd/etcdutl/v3",
-    }
-    return GoBuild(
-        "etcd",
-        version,
-        "go.etcd.io/etcd (server, etcdctl, etcdutl)",
-        tuple(GoBinary(b, packages[b]) for b in (*ETCD_BINARIES, ETCDUTL)),
-    )
+    return GoBuild(c, "go.etcd.io/etcd", {b: ETCD_PACKAGES[b] for b in c.artifacts})
 
 
-def _containerd(version: str) -> GoBuild:
+def _containerd(c: Component) -> GoBuild:
     mod = "github.com/containerd/containerd/v2"
     return GoBuild(
-        "containerd",
-        version,
+        c,
         mod,
-        tuple(GoBinary(b, f"{mod}/cmd/{b}") for b in CONTAINERD_BINARIES),
-        stamps=(f"{mod}/version.Version=v{version}",),
+        {b: f"{mod}/cmd/{b}" for b in c.artifacts},
+        stamps=(f"{mod}/version.Version=v{c.version}",),
     )
 
 
-def _runc(version: str) -> GoBuild:
+def _runc(c: Component) -> GoBuild:
     # upstream's default tags less libpathrs (a Rust library Debian 12 lacks);
     # seccomp needs cgo and libseccomp-dev, linked statically into the one file
+    mod = "github.com/opencontainers/runc"
     return GoBuild(
-        "runc",
-        version,
-        "github.com/opencontainers/runc",
-        tuple(GoBinary(b, "github.com/opencontainers/runc") for b in RUNC_BINARIES),
+        c,
+        mod,
+        {b: mod for b in c.artifacts},
         cgo=True,
         tags=("seccomp", "urfave_cli_no_docs"),
         extldflags="-static",
@@ -160,15 +144,23 @@ CNI_PACKAGES = {
 }
 
 
-def _cni(version: str) -> GoBuild:
+def _cni(c: Component) -> GoBuild:
     mod = "github.com/containernetworking/plugins"
     return GoBuild(
-        "cni-plugins",
-        version,
+        c,
         mod,
-        tuple(GoBinary(p, f"{mod}/{CNI_PACKAGES[p]}", "cni") for p in CNI_PLUGINS),
-        stamps=(f"{mod}/pkg/utils/buildversion.BuildVersion=v{version}",),
+        {p: f"{mod}/{CNI_PACKAGES[p]}" for p in c.artifacts},
+        stamps=(f"{mod}/pkg/utils/buildversion.BuildVersion=v{c.version}",),
     )
+
+
+BUILDERS = {
+    "kubernetes": _kubernetes,
+    "etcd": _etcd,
+    "containerd": _containerd,
+    "runc": _runc,
+    "cni-plugins": _cni,
+}
 
 
 def exe_name(package: str) -> str:
@@ -182,21 +174,9 @@ def exe_name(package: str) -> str:
 
 
 def builds_for(version: str) -> tuple[GoBuild, ...]:
-    """The build modules for Kubernetes ``version`` (``1.37.2``) and the
-    component versions its row of the version table names."""
-    from kubeprem.components.versions import TABLE, supported_text
-
-    major, minor, _ = version.split(".")
-    row = TABLE.get((int(major), int(minor)))
-    if row is None:
-        raise InputError(f"Kubernetes {version} is not supported; supported: {supported_text()}")
-    return (
-        _kubernetes(version),
-        _etcd(row.etcd_version),
-        _containerd(row.containerd_version),
-        _runc(row.runc_version),
-        _cni(row.cni_plugins_version),
-    )
+    """The build modules for Kubernetes ``version`` (``1.37.2``): one per
+    component of its set, at the versions its row of the version table names."""
+    return tuple(BUILDERS[c.name](c) for c in mirror_components(version))
 
 
 def pinned_folders() -> list[str]:
@@ -288,19 +268,6 @@ def find_go(need: tuple[int, int, int]) -> str:
     )
 
 
-def _elapsed(start: float) -> str:
-    s = int(time.monotonic() - start)
-    return f"{s // 60} min {s % 60:02d} s"
-
-
-def _tail(log: Path, n: int) -> str:
-    try:
-        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return " | ".join(lines[-n:])
-
-
 def run_build(
     build: GoBuild, go: str, cache_dir: Path, out_dir: Path, log: Path, progress: Progress
 ) -> None:
@@ -317,15 +284,15 @@ def run_build(
             cwd=work,
             env=env,
             log=log,
-            beat=lambda: progress(f"still building {build.folder}, {_elapsed(start)}"),
+            beat=lambda: progress(f"still building {build.folder}, {elapsed(start)}"),
             every=HEARTBEAT_S,
         )
         if status != 0:
             raise OperationError(
                 f"building {build.folder} ({build.module}) exited with status "
-                f"{status}; end of {log}: {_tail(log, 5)}"
+                f"{status}; end of {log}: {last_lines(log, 5)}"
             )
-        progress(f"built {build.folder} in {_elapsed(start)}")
+        progress(f"built {build.folder} in {elapsed(start)}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -347,16 +314,16 @@ def gather_all(
         for b in builds:
             out_dir = out_root / b.folder
             out_dir.mkdir()
-            progress(f"building {b.folder}: {', '.join(x.name for x in b.binaries)}")
+            progress(f"building {b.folder}: {', '.join(b.packages)}")
             run_build(b, go, cache_dir, out_dir, logs / f"{b.folder}.log", progress)
-            for x in b.binaries:
+            for spec in specs_of((b.component,)):
+                package = b.packages[spec.name]
                 # go build names the etcd server after its package: "server"
-                built = out_dir / exe_name(x.package)
+                built = out_dir / exe_name(package)
                 if not built.is_file():
                     raise OperationError(f"building {b.folder}: go build wrote no {built}")
-                spec = ArtifactSpec(x.name, b.component, b.version, x.kind)
-                source = f"built from Go module {b.module}@v{b.version} ({x.package})"
-                entries[x.name] = install_file(staging, spec, built, source)
+                source = f"built from Go module {b.module}@v{b.version} ({package})"
+                entries[spec.name] = install_file(staging, spec, built, source)
     finally:
         shutil.rmtree(out_root, ignore_errors=True)
     progress(f"built {len(entries)} files into the cache")
@@ -367,6 +334,6 @@ def listing_origin(version: str) -> dict[str, str]:
     """Artifact name -> where it is built from, for ``artifacts --list``."""
     out: dict[str, str] = {}
     for b in builds_for(version):
-        for x in b.binaries:
-            out[x.name] = f"Go module {b.module}@v{b.version}: {x.package} ({b.folder}/go.sum)"
+        for name, package in b.packages.items():
+            out[name] = f"Go module {b.module}@v{b.version}: {package} ({b.folder}/go.sum)"
     return out

@@ -9,6 +9,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -48,3 +49,18 @@ def run_logged(
                 os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
             raise
+
+
+def elapsed(start: float) -> str:
+    """Minutes and seconds since ``start`` (a ``time.monotonic()`` value)."""
+    s = int(time.monotonic() - start)
+    return f"{s // 60}m{s % 60:02d}s"
+
+
+def last_lines(log: Path, n: int = 1) -> str:
+    """The last ``n`` non-empty lines of ``log``, joined by " | "."""
+    try:
+        lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-n:])
