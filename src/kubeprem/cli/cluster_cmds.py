@@ -132,7 +132,7 @@ async def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-class _HostProgress:
+class HostProgress:
     """One line per host as it finishes each change; quiet otherwise."""
 
     def __call__(self, event: ProgressEvent) -> None:
@@ -169,7 +169,7 @@ async def cmd_apply(args: argparse.Namespace) -> int:
             transports,
             images,
             say=lambda m: console_err.print(f"[bold]{escape(m)}[/]"),
-            progress=_HostProgress(),
+            progress=HostProgress(),
         )
         trips = round_trips(transports)
     total = time.monotonic() - t0

@@ -1,5 +1,5 @@
 """Day-2 commands: `backup`, `restore`, `certs renew`, `encryption rotate`,
-`verify [--chaos]`, `node add|remove`, `reset` and `upgrade plan`."""
+`verify [--chaos]`, `node add|remove`, `reset` and `upgrade plan|apply`."""
 
 from __future__ import annotations
 
@@ -170,8 +170,37 @@ def register(sub: Any) -> None:
     p.add_argument("--yes", "-y", action="store_true", help="do not ask before resetting")
     p.set_defaults(handler=cmd_reset)
 
-    p = sub.add_parser("upgrade", help="upgrade planning")
+    p = sub.add_parser(
+        "upgrade",
+        help="move the cluster to the release the site file names, one machine at a time",
+    )
     usub = p.add_subparsers(dest="upgrade_command", metavar="COMMAND", required=True)
+    q = usub.add_parser(
+        "apply",
+        help="upgrade the running cluster to the site's kubernetes_version",
+        description="Edit kubernetes_version in the site file, then run this. It reads the "
+        "release each machine runs, refuses (exit 2, nothing changed) what the version-skew "
+        "policy forbids (a skipped minor, a downgrade, a kubelet too old), shows the steps and "
+        "asks; then takes a backup and upgrades etcd member by member if its version changes, "
+        "each controller alone (etcd quorum, /readyz there and through the VIP before the "
+        "next), then each worker alone: cordoned, drained with PodDisruptionBudgets respected, "
+        "upgraded, Ready, uncordoned. A failed step stops with its error; running the command "
+        "again resumes from the first machine not yet upgraded.",
+    )
+    add_site_arg(q)
+    q.add_argument("--yes", "-y", action="store_true", help="do not ask before upgrading")
+    q.add_argument("--json", action="store_true", help="print the summary as JSON")
+    q.add_argument(
+        "--no-backup", action="store_true", help="skip the etcd snapshot and PKI backup first"
+    )
+    q.add_argument(
+        "--drain-timeout",
+        type=int,
+        default=600,
+        metavar="SECONDS",
+        help="how long a worker's drain may wait for PodDisruptionBudgets (default 600)",
+    )
+    q.set_defaults(handler=cmd_upgrade_apply)
     q = usub.add_parser(
         "plan",
         help="the order of an upgrade to the site's version; refuses skew-policy violations",
@@ -324,6 +353,72 @@ def cmd_upgrade_plan(args: argparse.Namespace) -> int:
     else:
         for i, step in enumerate(plan.steps, 1):
             console.print(f"{i:2}. {escape(step.describe())}")
+    return 0
+
+
+async def cmd_upgrade_apply(args: argparse.Namespace) -> int:
+    from kubeprem.cli.cluster_cmds import HostProgress, cluster_artifacts, cluster_images
+
+    if not args.yes and not sys.stdin.isatty():
+        raise InputError("upgrade apply needs confirmation: run it in a terminal, or pass --yes")
+    if args.drain_timeout < 30:
+        raise InputError(f"--drain-timeout {args.drain_timeout}: give at least 30 seconds")
+    loaded = site_from(args)
+    site = loaded.site
+    _, bundle = ensure_pki(loaded, datetime.now(UTC))
+    artifacts = cluster_artifacts(loaded)
+    images = cluster_images(loaded)
+    async with connected(loaded) as transports:
+        cplan = await wf.make_plan(loaded, bundle, artifacts, transports)
+        current = up.check_upgrade(site, cplan.facts)
+        wf.check_preflight(cplan, upgrading=True)
+        steps = up.upgrade_steps(site, cplan)
+        out = console_err if args.json else console
+        target = site.cluster.kubernetes_version
+        if not steps:
+            out.print(f"every machine runs {target}; the upgrade has nothing left to do")
+        else:
+            out.print(f"upgrade of '{escape(site.cluster.name)}' from {current} to {target}:")
+            if not args.no_backup:
+                out.print(" 0. backup (etcd snapshot and PKI)")
+            for i, step in enumerate(steps, 1):
+                out.print(f"{i:2}. {escape(step.describe())}")
+            if not _confirm(args, "Upgrade?"):
+                console.print("nothing changed")
+                return 1
+
+        async def backup() -> str:
+            taken = await bk.take_backup(loaded, transports, datetime.now(UTC), say=_say)
+            return str(taken.folder)
+
+        report = await up.run_upgrade(
+            loaded,
+            cplan,
+            current,
+            transports,
+            images,
+            say=_say,
+            progress=HostProgress(),
+            backup=None if args.no_backup else backup,
+            drain_timeout=args.drain_timeout,
+        )
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2) + "\n")
+        return 0
+    table = Table(title=f"upgrade of '{escape(site.cluster.name)}' to {target}")
+    table.add_column("step")
+    table.add_column("machine")
+    table.add_column("changes", justify="right")
+    table.add_column("seconds", justify="right")
+    for s in report.steps:
+        table.add_row(s.kind, s.host, str(s.changes), f"{s.seconds:.1f}")
+    if report.steps:
+        console.print(table)
+    console.print(
+        f"[green]done[/]: the cluster runs {target} ({report.seconds:.1f} s"
+        + (f"; backup in {escape(report.backup)}" if report.backup else "")
+        + ")"
+    )
     return 0
 
 

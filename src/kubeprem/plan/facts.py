@@ -19,6 +19,8 @@ Output format (one marker line per section, then the section's lines)::
     @@kubeprem kernel             "bridge yes|no", "br_netfilter yes|no", "overlay yes|no", "ip_forward <0|1|?>",
                                   "overlay-module yes|no|?", "br_netfilter-module yes|no|?" (modinfo finds one to load),
                                   "cgroupfs <stat -fc %T /sys/fs/cgroup>" (cgroup2fs: cgroup v2; tmpfs: v1 or hybrid)
+    @@kubeprem versions           "<binary> <first line of --version>" for the installed kube-apiserver,
+                                  kubelet and etcd in /usr/local/bin (paths.BIN_DIR); absent ones not listed
     @@kubeprem file <path>        "missing", or "sha256 <hex|unreadable>" and "stat <octal mode> <user> <group> <type>"
     @@kubeprem service <name>     "enabled <is-enabled>", "active <is-active>" (empty output: "unknown")
     @@kubeprem end
@@ -83,6 +85,10 @@ if [ "$mode" = full ]; then
     if have modinfo; then
       if modinfo -n "$m" >/dev/null 2>&1; then say "$m-module yes"; else say "$m-module no"; fi
     else say "$m-module ?"; fi
+  done
+  mark versions
+  for b in kube-apiserver kubelet etcd; do
+    if [ -x "/usr/local/bin/$b" ]; then say "$b $("/usr/local/bin/$b" --version 2>/dev/null | head -n 1)"; fi
   done
 fi
 # Digests are cached on the host, keyed by size, mtime, inode, ctime and
@@ -275,6 +281,8 @@ class HostFacts:
     kernel: Kernel = field(default_factory=Kernel)
     files: Mapping[str, FileFacts | None] = field(default_factory=dict)  # None: missing
     services: Mapping[str, ServiceFacts] = field(default_factory=dict)
+    # installed binary -> its version ("1.36.3", "3.6.17"); only those present
+    versions: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def in_container(self) -> bool:
@@ -409,6 +417,21 @@ def _file(lines: list[str]) -> FileFacts | None:
     )
 
 
+_VERSION_RE = re.compile(r"\bv?(\d+\.\d+\.\d+)\b")
+
+
+def parse_versions(lines: Sequence[str]) -> dict[str, str]:
+    """``kube-apiserver Kubernetes v1.36.3`` / ``etcd etcd Version: 3.6.17``
+    -> binary: version. A binary whose output names no version is left out."""
+    out: dict[str, str] = {}
+    for line in lines:
+        name, _, rest = line.strip().partition(" ")
+        m = _VERSION_RE.search(rest)
+        if name and m:
+            out[name] = m.group(1)
+    return out
+
+
 def parse_facts(host: str, output: str) -> HostFacts:
     """Pure: the facts script's stdout to ``HostFacts``.
 
@@ -464,6 +487,8 @@ def parse_facts(host: str, output: str) -> HostFacts:
                     cgroupfs=info.get("cgroupfs") or None,
                 ),
             )
+        elif name == "versions":
+            facts = replace(facts, versions=parse_versions(lines))
         elif name == "file" and arg:
             files[arg] = _file(lines)
         elif name == "service" and arg:

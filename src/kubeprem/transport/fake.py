@@ -102,6 +102,8 @@ class FakeTransport:
             "ip_forward": "1",
         }
     )
+    # installed binary -> the first line its --version prints (the facts' versions section)
+    versions: dict[str, str] = field(default_factory=dict)
     clock: Callable[[], float] = lambda: 1_700_000_000.0
     calls: list[Call] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -309,6 +311,8 @@ class FakeTransport:
                 ]
             out.append("@@kubeprem kernel")
             out += [f"{k} {v}" for k, v in self.kernel.items()]
+            out.append("@@kubeprem versions")
+            out += [f"{k} {v}" for k, v in self.versions.items()]
         for path in paths:
             out.append(f"@@kubeprem file {path}")
             f = self.files.get(path)

@@ -100,12 +100,16 @@ class ClusterPlan:
     facts: Mapping[str, HostFacts]
     desired: Mapping[str, list[Rendered]]
     problems: Mapping[str, list[str]]  # preflight findings per host
+    # machine -> the Kubernetes release it runs, where the site names another
+    releases: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self, *, verbose: bool = False) -> dict[str, Any]:
         out = self.hosts.to_dict(verbose=verbose)
         found = {h: list(p) for h, p in self.problems.items() if p}
         if found:
             out["preflight"] = found
+        if self.releases:
+            out["running_releases"] = dict(self.releases)
         return out
 
 
@@ -153,7 +157,33 @@ async def make_plan(
     hosts = diff(desired, facts)
     if previews:
         hosts = await with_previews(hosts, transports)
-    return ClusterPlan(hosts, facts, desired, preflight(site, facts))
+    return ClusterPlan(hosts, facts, desired, preflight(site, facts), version_changes(site, facts))
+
+
+# The binaries whose version says which release a machine runs.
+RELEASE_BINARIES = ("kube-apiserver", "kubelet")
+
+
+def _release_key(version: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in version.split("."))
+
+
+def installed_release(facts: HostFacts) -> str | None:
+    """The Kubernetes release a machine runs: the lowest of its release
+    binaries' versions; None when none is installed (a new machine)."""
+    found = [facts.versions[b] for b in RELEASE_BINARIES if b in facts.versions]
+    return min(found, key=_release_key) if found else None
+
+
+def version_changes(site: Site, facts: Mapping[str, HostFacts]) -> dict[str, str]:
+    """Machine -> the release it runs, for each that runs another release
+    than the site file names."""
+    out = {}
+    for m in site.machines:
+        have = installed_release(facts[m.name]) if m.name in facts else None
+        if have is not None and have != site.cluster.kubernetes_version:
+            out[m.name] = have
+    return out
 
 
 async def with_previews(plan: Plan, transports: Mapping[str, Transport]) -> Plan:
@@ -322,12 +352,23 @@ def port_conflicts(site: Site, machine: Machine, facts: HostFacts) -> list[str]:
     return out
 
 
-def check_preflight(cplan: ClusterPlan) -> None:
-    """Refuse (exit status 2) when the preflight found a problem on any machine."""
+def check_preflight(cplan: ClusterPlan, *, upgrading: bool = False) -> None:
+    """Refuse (exit status 2) when the preflight found a problem on any
+    machine, or, unless ``upgrading``, when machines run another release than
+    the site file names: apply would restart every machine's components at
+    once, workers undrained; `kubeprem upgrade apply` rolls them instead."""
     bad = {h: p for h, p in cplan.problems.items() if p}
     if bad:
         lines = "; ".join(f"{h}: {', '.join(p)}" for h, p in bad.items())
         raise PreflightError(f"preflight failed, nothing changed: {lines}")
+    if cplan.releases and not upgrading:
+        runs = ", ".join(f"{h} runs {v}" for h, v in cplan.releases.items())
+        raise PreflightError(
+            f"{runs}, and the site file names another release: apply keeps a cluster at "
+            "its release and changes nothing now; to move it, run `kubeprem upgrade apply "
+            "SITE` (one machine at a time, workers drained), which also resumes an "
+            "interrupted upgrade"
+        )
 
 
 def phase_plan(plan: Plan, desired: Mapping[str, list[Rendered]], phase: Phase) -> Plan:
@@ -375,7 +416,7 @@ def batches(part: Plan, *, rolled: bool) -> list[tuple[Plan, str | None]]:
     return out + [(Plan({h: part.hosts[h]}), h) for h in restarting]
 
 
-async def _host_gate(
+async def host_gate(
     phase: Phase, site: Site, host: str, transports: Mapping[str, Transport]
 ) -> None:
     """After one machine of a rolled phase restarted: it is healthy again
@@ -431,7 +472,7 @@ async def apply(
                         # healthy before the next batch takes a machine down
                         for host, hp in batch.hosts.items():
                             if hp.changes:
-                                await _host_gate(phase, site, host, transports)
+                                await host_gate(phase, site, host, transports)
                 changes = part.total()
         elif phase.name == "cluster-objects":
             changes, detail = await cluster_objects(site, transports[first_cp])
