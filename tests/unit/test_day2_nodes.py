@@ -137,7 +137,12 @@ def write_site(tmp_path: Path) -> Path:
     return path
 
 
-def test_chaos_on_a_site_that_is_not_a_lab_needs_yes(tmp_path: Path) -> None:
+def test_chaos_on_a_site_that_is_not_a_lab_needs_yes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An empty lab root: a lab of the example site left on this host (a demo) would make it
+    # a lab, which needs no confirmation.
+    monkeypatch.setenv("KUBEPREM_LAB_ROOT", str(tmp_path / "lab"))
     # stdin is not a terminal under pytest: no --yes means bad input, nothing done
     assert main(["verify", str(write_site(tmp_path)), "--chaos"]) == 2
 
