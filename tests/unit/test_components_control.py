@@ -1,7 +1,7 @@
 """Control-plane renderers: golden files for every controller and focused checks.
 
 Goldens: tests/golden/control/<minor>/<machine>/<path on the machine> for the
-example site at 1.20 (the lab) and 1.33, plus the cluster RBAC. Regenerate
+example site at 1.20 (legacy) and 1.37 (the lab), plus the cluster RBAC. Regenerate
 with KUBEPREM_REGEN_GOLDEN=1 and review the diff.
 """
 
@@ -44,7 +44,7 @@ RENDERERS: dict[str, Callable[[HostContext], Rendered]] = {
     "haproxy": haproxy.render,
     "keepalived": keepalived.render,
 }
-VERSIONS = {"1.20": "1.20.2", "1.33": "1.33.1", "1.37": "1.37.2"}
+VERSIONS = {"1.20": "1.20.2", "1.37": "1.37.2"}
 CONTROLLERS = ("controller-0", "controller-1", "controller-2")
 
 
@@ -178,7 +178,7 @@ def test_apiserver_audit_on_and_off(example_site: Site) -> None:
 
 def test_apiserver_insecure_port_flag_by_version() -> None:
     old = unit_flags(apiserver.render(ctx(site_with_version("1.20.2"))))
-    new = unit_flags(apiserver.render(ctx(site_with_version("1.33.1"))))
+    new = unit_flags(apiserver.render(ctx(site_with_version("1.35.0"))))
     assert old["insecure-port"] == "0"
     assert "insecure-port" not in new
 
@@ -240,15 +240,15 @@ def test_controller_manager_flags(example_site: Site) -> None:
 
 def test_controller_manager_insecure_port_only_in_1_20() -> None:
     assert unit_flags(controller_manager.render(ctx(site_with_version("1.20.2"))))["port"] == "0"
-    assert "port" not in unit_flags(controller_manager.render(ctx(site_with_version("1.29.0"))))
+    assert "port" not in unit_flags(controller_manager.render(ctx(site_with_version("1.35.0"))))
 
 
 @pytest.mark.parametrize(
     ("version", "api", "insecure"),
     [
         ("1.20.2", "kubescheduler.config.k8s.io/v1beta1", "127.0.0.1:10251"),
-        ("1.29.0", "kubescheduler.config.k8s.io/v1", None),
-        ("1.33.1", "kubescheduler.config.k8s.io/v1", None),
+        ("1.35.0", "kubescheduler.config.k8s.io/v1", None),
+        ("1.37.2", "kubescheduler.config.k8s.io/v1", None),
     ],
 )
 def test_scheduler_config_by_version(version: str, api: str, insecure: str | None) -> None:
@@ -371,7 +371,7 @@ def test_services_are_the_units_rendered(example_site: Site) -> None:
 @pytest.mark.parametrize(
     ("version", "flag"),
     [
-        ("1.33.1", "--experimental-initial-corrupt-check=true"),
+        ("1.20.2", "--experimental-initial-corrupt-check=true"),  # etcd 3.4
         ("1.37.2", "--feature-gates=InitialCorruptCheck=true"),  # etcd 3.6
     ],
 )

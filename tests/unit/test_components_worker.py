@@ -1,7 +1,7 @@
 """Worker component renderers: golden files for worker-0 and focused checks.
 
-Goldens: tests/golden/worker/<case>/<path on the machine>, for 1.20 on a
-real server, 1.20 in a container (the lab) and 1.30 on a real server.
+Goldens: tests/golden/worker/<case>/<path on the machine>, for 1.20 (legacy)
+and 1.37, each on a real server and in a container (the lab's machines).
 Regenerate with KUBEPREM_REGEN_GOLDEN=1 and review the diff.
 """
 
@@ -11,6 +11,7 @@ import json
 import tomllib
 from collections.abc import Callable
 from io import StringIO
+from typing import Any
 
 import pytest
 from ruamel.yaml import YAML
@@ -40,7 +41,6 @@ WORKER_ONLY = ("containerd", "cni", "kubelet", "kube-proxy", "node-os")
 CASES = {
     "1.20-server": ("1.20.2", False, False),
     "1.20-container": ("1.20.2", True, True),
-    "1.30-server": ("1.30.4", False, False),
     "1.37-server": ("1.37.2", False, False),
     "1.37-container": ("1.37.2", True, True),
 }
@@ -63,6 +63,15 @@ def text(rendered: Rendered, path: str) -> str:
 def unit_lines(unit_text: str) -> list[str]:
     """The unit's lines with backslash continuations joined."""
     return unit_text.replace(" \\\n  ", " ").splitlines()
+
+
+def cri_runtime(toml: dict[str, Any]) -> dict[str, Any]:
+    """The CRI runtime table of a containerd config: the CRI plugin itself in
+    config version 2, its runtime plugin in version 3 (containerd 2)."""
+    plugins = toml["plugins"]
+    if toml["version"] == 2:
+        return dict(plugins["io.containerd.grpc.v1.cri"])
+    return dict(plugins["io.containerd.cri.v1.runtime"])
 
 
 def yaml_load(s: str) -> dict[str, object]:
@@ -89,13 +98,13 @@ def test_golden(case: str, component: str) -> None:
 # -- lab-only settings -----------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["1.20.2", "1.29.0", "1.33.1"])
+@pytest.mark.parametrize("version", ["1.20.2", "1.35.0", "1.37.2"])
 def test_lab_only_settings_only_in_container(version: str) -> None:
     site = site_with_version(version)
     for in_container in (False, True):
         c = ctx(site, in_container=in_container)
         toml = tomllib.loads(text(containerd.render(c), containerd.CONTAINERD_CONFIG))
-        cri = toml["plugins"]["io.containerd.grpc.v1.cri"]
+        cri = cri_runtime(toml)
         proxy = yaml_load(text(kube_proxy.render(c), kube_proxy.KUBE_PROXY_CONFIG))
         if in_container:
             assert cri["restrict_oom_score_adj"] is True
@@ -143,8 +152,8 @@ def test_each_worker_cni_subnet_is_its_own_pod_cidr(example_site: Site) -> None:
     assert subnets["worker-0"] == "10.200.0.0/24"
 
 
-@pytest.mark.parametrize("version", ["1.20.2", "1.30.4"])
-def test_cni_version_is_one_containerd_16_and_plugins_111_speak(version: str) -> None:
+@pytest.mark.parametrize("version", ["1.20.2", "1.37.2"])
+def test_cni_version_is_one_the_rows_containerd_and_plugins_speak(version: str) -> None:
     c = ctx(site_with_version(version))
     for f in cni.render(c).files:
         assert json.loads(f.content)["cniVersion"] in {"0.3.1", "0.4.0", "1.0.0"}
@@ -197,12 +206,12 @@ def test_routes_with_no_other_worker_still_render_a_valid_unit() -> None:
 # -- cgroup drivers and runtime endpoint ------------------------------------
 
 
-@pytest.mark.parametrize("version", ["1.20.2", "1.29.0", "1.33.1"])
+@pytest.mark.parametrize("version", ["1.20.2", "1.35.0", "1.37.2"])
 @pytest.mark.parametrize("in_container", [False, True])
 def test_cgroup_drivers_agree(version: str, in_container: bool) -> None:
     c = ctx(site_with_version(version), in_container=in_container)
     toml = tomllib.loads(text(containerd.render(c), containerd.CONTAINERD_CONFIG))
-    cri = toml["plugins"]["io.containerd.grpc.v1.cri"]
+    cri = cri_runtime(toml)
     systemd_cgroup = cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"]
     config = yaml_load(text(kubelet.render(c), kubelet.KUBELET_CONFIG))
     assert config["cgroupDriver"] == ("systemd" if systemd_cgroup else "cgroupfs")
@@ -218,7 +227,7 @@ def test_kubelet_runtime_flags_by_version() -> None:
         text(kubelet.render(ctx(site_with_version("1.20.2"))), kubelet.KUBELET_CONFIG)
     )
     assert "containerRuntimeEndpoint" not in old_config
-    for version in ("1.29.0", "1.33.1"):
+    for version in ("1.35.0", "1.37.2"):
         c = ctx(site_with_version(version))
         new = kubelet.argv(c)
         assert not any(a.startswith(("--container-runtime", "--network-plugin")) for a in new)
@@ -337,8 +346,8 @@ def test_units_run_installed_binaries_and_containerd_delegates(example_site: Sit
     [
         ("1.37.2", True, False),  # v1 host: the kubelet is told to run anyway
         ("1.37.2", False, None),  # v2 host: the default (refuse v1) stays
-        ("1.33.1", True, None),  # before 1.35 the kubelet accepts v1 by default
-        ("1.20.2", True, None),
+        ("1.35.0", True, False),  # the first release that refuses v1
+        ("1.20.2", True, None),  # before 1.35 the kubelet accepts v1 by default
     ],
 )
 def test_fail_cgroup_v1_only_on_v1_hosts_of_releases_that_refuse_it(
