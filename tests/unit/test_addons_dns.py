@@ -49,7 +49,7 @@ def test_lab_manifests_golden(example_site: Site) -> None:
 
 
 def test_coredns_manifests_golden() -> None:
-    site = with_images(COREDNS, version="1.29.4")
+    site = with_images(COREDNS, version="1.37.2")
     options = dns.DnsOptions(upstream=("192.0.2.53", "192.0.2.54"))
     assert_golden("addons/dns-coredns.yaml", dns.manifests_text(site, options))
 

@@ -18,6 +18,7 @@ from kubeprem.artifacts.manifest import (
     write_manifest,
 )
 from kubeprem.artifacts.mirror import layout
+from kubeprem.components.versions import TABLE
 from kubeprem.errors import InputError
 from kubeprem.site.model import Artifacts, Site
 from tests.conftest import site_with_version
@@ -143,9 +144,12 @@ def test_mirror_layout_1_20() -> None:
 
 
 def test_every_supported_minor_has_a_layout() -> None:
-    for v in ("1.20.2", "1.29.1", "1.30.0", "1.31.4", "1.32.0", "1.33.1"):
+    for (major, minor), row in sorted(TABLE.items()):
+        v = f"{major}.{minor}.0"
         files = layout(art.mirror_components(v))
-        assert sum(len(f.provides) for f in files) == 16
+        provided = [name for f in files for name in f.provides]
+        assert len(provided) == 16 + row.etcdutl  # etcdutl beside etcd 3.6
+        assert sorted(provided) == sorted(art.artifact_names(v))
 
 
 def test_default_cache_dir() -> None:
@@ -235,7 +239,7 @@ def test_commit_refuses_staged_file_changed_after_hashing(tmp_path: Path) -> Non
 
 
 def test_debian_source_needs_1_20_2(tmp_path: Path) -> None:
-    site = site_with_version("1.31.4", "debian-source")
+    site = site_with_version("1.37.2", "debian-source")
     with pytest.raises(InputError, match=r"provides 1\.20\.2 only: use artifacts\.source: mirror"):
         art.ensure_artifacts(site, tmp_path, lambda _m: None)
     assert not (tmp_path / "artifacts").exists()

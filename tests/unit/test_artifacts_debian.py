@@ -55,9 +55,9 @@ def test_changelog_version() -> None:
 def test_check_version() -> None:
     deb.check_version("1.20.2")
     with pytest.raises(InputError) as err:
-        deb.check_version("1.29.1")
+        deb.check_version("1.37.2")
     msg = str(err.value)
-    assert "1.29.1" in msg and "provides 1.20.2 only" in msg and "artifacts.source: mirror" in msg
+    assert "1.37.2" in msg and "provides 1.20.2 only" in msg and "artifacts.source: mirror" in msg
 
 
 def test_deb_src_entry_mirrors_the_deb_entry() -> None:

@@ -30,9 +30,15 @@ from kubeprem.workflows.desired import ARTIFACTS_BY_ROLE
 from tests.conftest import site_with_version
 
 
-def test_one_minor_up_orders_etcd_control_plane_then_workers() -> None:
-    site = site_with_version("1.30.4")
-    plan = up.upgrade_plan(site, "1.29.9")
+def test_one_minor_up_orders_etcd_control_plane_then_workers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # every current row ships the same etcd: give 1.36 a newer one, so
+    # that the plan has etcd to move first
+    row = up.TABLE[(1, 36)]
+    monkeypatch.setitem(up.TABLE, (1, 36), replace(row, etcd_version="3.6.99"))
+    site = site_with_version("1.36.3")
+    plan = up.upgrade_plan(site, "1.35.4")
     kinds = [(s.kind, s.machine) for s in plan.steps]
     assert kinds == [
         ("backup", None),
@@ -50,27 +56,37 @@ def test_one_minor_up_orders_etcd_control_plane_then_workers() -> None:
     assert (
         worker[0].startswith("kubectl drain worker-2") and worker[2] == "kubectl uncordon worker-2"
     )
-    assert "3.5.10 -> 3.5.12" in plan.steps[1].actions[0]
+    assert f"{up.TABLE[(1, 35)].etcd_version} -> 3.6.99" in plan.steps[1].actions[0]
+
+
+def test_one_minor_up_with_the_same_etcd_leaves_etcd_alone() -> None:
+    plan = up.upgrade_plan(site_with_version("1.36.3"), "1.35.4")
+    assert up.TABLE[(1, 35)].etcd_version == up.TABLE[(1, 36)].etcd_version
+    assert [s.kind for s in plan.steps] == [
+        "backup",
+        *["control-plane"] * 3,
+        *["worker"] * 3,
+    ]
 
 
 def test_patch_upgrade_within_a_minor_keeps_etcd() -> None:
-    plan = up.upgrade_plan(site_with_version("1.30.5"), "1.30.4")
+    plan = up.upgrade_plan(site_with_version("1.36.4"), "1.36.3")
     assert [s.kind for s in plan.steps].count("etcd") == 0
     assert plan.steps[0].kind == "backup"
 
 
 def test_same_version_has_nothing_to_do() -> None:
-    assert up.upgrade_plan(site_with_version("1.30.4"), "1.30.4").steps == ()
+    assert up.upgrade_plan(site_with_version("1.36.3"), "1.36.3").steps == ()
 
 
 @pytest.mark.parametrize(
     ("current", "target", "why"),
     [
-        ("1.29.1", "1.31.0", "skips minor versions"),
-        ("1.31.0", "1.30.2", "downgrade"),
-        ("1.30.3", "1.30.1", "downgrade"),
-        ("1.20.2", "1.29.0", "skips minor versions"),
-        ("1.28.0", "1.29.0", "not a version kubeprem supports"),
+        ("1.35.1", "1.37.0", "skips minor versions"),
+        ("1.37.0", "1.36.2", "downgrade"),
+        ("1.36.3", "1.36.1", "downgrade"),
+        ("1.20.2", "1.35.0", "skips minor versions"),
+        ("1.34.0", "1.35.0", "not a version kubeprem supports"),
     ],
 )
 def test_skew_policy_refusals(current: str, target: str, why: str) -> None:
@@ -79,15 +95,18 @@ def test_skew_policy_refusals(current: str, target: str, why: str) -> None:
 
 
 def test_refused_plan_raises_input_error_naming_the_path() -> None:
-    with pytest.raises(InputError, match=r"1\.29 -> 1\.30 -> 1\.31"):
-        up.upgrade_plan(site_with_version("1.31.1"), "1.29.4")
+    with pytest.raises(InputError, match=r"1\.35 -> 1\.36 -> 1\.37"):
+        up.upgrade_plan(site_with_version("1.37.1"), "1.35.4")
 
 
 def test_kubelet_skew() -> None:
-    assert up.kubelet_skew_ok("1.31.0", "1.28.3")  # three behind from 1.28 on
-    assert not up.kubelet_skew_ok("1.31.0", "1.27.0")
-    assert not up.kubelet_skew_ok("1.30.0", "1.31.0")  # never newer
+    assert up.kubelet_skew_ok("1.37.0", "1.35.2")
+    assert up.kubelet_skew_ok("1.37.0", "1.34.3")  # three behind from 1.28 on
+    assert not up.kubelet_skew_ok("1.37.0", "1.33.0")
+    assert not up.kubelet_skew_ok("1.36.0", "1.37.0")  # never newer
+    # two behind before 1.28: only the legacy 1.20 row reaches this rule now
     assert up.kubelet_skew_ok("1.22.0", "1.20.0") and not up.kubelet_skew_ok("1.23.0", "1.20.0")
+    assert up.kubelet_max_lag(27) == 2 and up.kubelet_max_lag(28) == 3
 
 
 def test_version_parsing() -> None:

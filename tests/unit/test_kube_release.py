@@ -25,7 +25,7 @@ SVC = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespa
         (None, "policy/v1beta1"),
         ((1, 20), "policy/v1beta1"),
         ((1, 21), "policy/v1"),
-        ((1, 33), "policy/v1"),
+        ((1, 37), "policy/v1"),
     ],
 )
 def test_a_pdb_lives_where_the_release_serves_it(
@@ -41,7 +41,7 @@ def test_a_pdb_lives_where_the_release_serves_it(
 
 def test_objects_for_a_release_change_only_moved_kinds() -> None:
     assert for_release([PDB, SVC], (1, 20)) == [PDB, SVC]
-    new = for_release([PDB, SVC], (1, 29))
+    new = for_release([PDB, SVC], (1, 35))
     assert new[0] == {**PDB, "apiVersion": "policy/v1"} and new[1] == SVC
     assert PDB["apiVersion"] == "policy/v1beta1"  # the input is left alone
 
@@ -100,7 +100,7 @@ def test_on_the_labs_release_nothing_changes() -> None:
 def test_app_render_writes_the_releases_api_versions(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["app", "render", "redis"]) == 0
     assert "apiVersion: policy/v1beta1" in capsys.readouterr().out
-    assert main(["app", "render", "redis", "--kubernetes-version", "1.29"]) == 0
+    assert main(["app", "render", "redis", "--kubernetes-version", "1.37"]) == 0
     out = capsys.readouterr().out
     assert "apiVersion: policy/v1\n" in out and "policy/v1beta1" not in out
     assert main(["app", "render", "redis", "--kubernetes-version", "latest"]) == 2
