@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -103,9 +104,10 @@ def test_artifact_names_and_destinations() -> None:
     assert paths["runc"] == PurePosixPath("bin/runc")
 
 
-def test_unsupported_version_is_input_error() -> None:
-    with pytest.raises(InputError, match=r"1\.25\.0 is not supported"):
-        art.mirror_components("1.25.0")
+@pytest.mark.parametrize("version", ["1.25.0", "1.31.4"])
+def test_unsupported_version_is_input_error(version: str) -> None:
+    with pytest.raises(InputError, match=rf"{re.escape(version)} is not supported"):
+        art.mirror_components(version)
 
 
 def test_mirror_layout_1_20() -> None:

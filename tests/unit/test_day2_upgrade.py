@@ -87,6 +87,7 @@ def test_same_version_has_nothing_to_do() -> None:
         ("1.36.3", "1.36.1", "downgrade"),
         ("1.20.2", "1.35.0", "skips minor versions"),
         ("1.34.0", "1.35.0", "not a version kubeprem supports"),
+        ("1.33.1", "1.35.0", "not a version kubeprem supports"),  # past end of life
     ],
 )
 def test_skew_policy_refusals(current: str, target: str, why: str) -> None:

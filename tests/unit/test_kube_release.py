@@ -104,7 +104,7 @@ def test_app_render_writes_the_releases_api_versions(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out
     assert "apiVersion: policy/v1\n" in out and "policy/v1beta1" not in out
     assert main(["app", "render", "redis", "--kubernetes-version", "latest"]) == 2
-    assert "is not a version like 1.29" in capsys.readouterr().err
+    assert "is not a version like 1.37" in capsys.readouterr().err
 
 
 def test_rendering_for_a_release_sets_its_api_versions() -> None:

@@ -119,7 +119,13 @@ BAD: list[tuple[str, str, tuple[str, int], str]] = [
         "version-unsupported",
         edit('kubernetes_version: "1.37.2"', 'kubernetes_version: "1.25.3"'),
         ("kubernetes_version", 1),
-        r"1\.25\.3 is not supported; use 1\.20\.x, 1\.29\.x",
+        r"1\.25\.3 is not supported; use 1\.20\.x, 1\.35\.x, 1\.36\.x, 1\.37\.x",
+    ),
+    (
+        "version-past-end-of-life",
+        edit('kubernetes_version: "1.37.2"', 'kubernetes_version: "1.31.4"'),
+        ("kubernetes_version", 1),
+        r"1\.31\.4 is not supported; use 1\.20\.x, 1\.35\.x, 1\.36\.x, 1\.37\.x",
     ),
     (
         "missing-cluster",
@@ -383,6 +389,18 @@ def test_cli_validate_ok_and_bad(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert f"{site}:{line_of(site.read_text(), 'vip: 10.240.0.10')}:" in err
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written
+
+
+def test_cli_validate_names_the_supported_releases(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(edit('kubernetes_version: "1.37.2"', 'kubernetes_version: "1.31.4"'))
+    assert main(["validate", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert f"{site}:{line_of(site.read_text(), 'kubernetes_version')}:" in err
+    assert "Kubernetes 1.31.4 is not supported; use 1.20.x, 1.35.x, 1.36.x, 1.37.x" in err
+    assert "Traceback" not in err
 
 
 def test_cli_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

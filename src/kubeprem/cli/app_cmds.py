@@ -78,10 +78,10 @@ RENDER_VERSION = "1.20"
 
 
 def parse_release(text: str) -> Minor:
-    """``1.29`` or ``1.29.3`` -> (1, 29); InputError otherwise."""
+    """``1.37`` or ``1.37.2`` -> (1, 37); InputError otherwise."""
     parts = text.removeprefix("v").split(".")
     if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts):
-        raise InputError(f"--kubernetes-version: {text!r} is not a version like 1.29 or 1.29.3")
+        raise InputError(f"--kubernetes-version: {text!r} is not a version like 1.37 or 1.37.2")
     return int(parts[0]), int(parts[1])
 
 

@@ -36,7 +36,7 @@ def cgroup_driver(options: RenderOptions) -> CgroupDriver:
 
 def config_toml(ctx: HostContext) -> str:
     """containerd's config.toml for the site's containerd: version 2
-    (containerd 1.6 and 1.7) or version 3 (containerd 2.x)."""
+    (containerd 1.6, the 1.20 row) or version 3 (containerd 2.x)."""
     version = features(ctx.site).containerd_config_version
     if version == 2:
         return _config_v2(ctx)

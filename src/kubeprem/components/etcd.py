@@ -100,8 +100,9 @@ def argv(ctx: HostContext) -> list[str]:
 
 
 def _corrupt_check(site: Site) -> dict[str, str | bool]:
-    """Compare the data with the other members before serving: a flag up to
-    etcd 3.5, a feature gate from 3.6 (the flag is deprecated there)."""
+    """Compare the data with the other members before serving: a flag in
+    etcd 3.4 (the 1.20 row), a feature gate from 3.6 (the flag is deprecated
+    there)."""
     if features(site).etcd_feature_gates:
         return {"feature-gates": "InitialCorruptCheck=true"}
     return {"experimental-initial-corrupt-check": True}

@@ -36,7 +36,7 @@ class Features:
     containerd_config_version: int
     pause_image: str
     # versions a mirror must hold for this minor (kubeprem.artifacts.cache):
-    # containerd 1.x (config version 2), runc, CNI plugins
+    # containerd (1.6 with config version 2, 2.x with version 3), runc, CNI plugins
     containerd_version: str
     runc_version: str
     cni_plugins_version: str
@@ -62,7 +62,7 @@ class Features:
     # hosts unless it is false; kubeprem sets it false on such hosts only
     kubelet_fail_cgroup_v1: bool = False
     # the Go build modules kubeprem pins for artifacts.source: go-modules
-    # (kubeprem.artifacts.gomod); None: the release is rendered, not built
+    # (kubeprem.artifacts.gomod); False: 1.20, built from Debian's source
     go_modules: bool = False
     # etcd 3.6's etcdctl lost `snapshot status` and `snapshot restore`: etcdutl
     # (etcd's offline tool) does both, and ships beside etcd from 3.5 on
@@ -87,44 +87,6 @@ TABLE: dict[tuple[int, int], Features] = {
         cni_spec_version="1.0.0",
         kube_proxy_config_api="kubeproxy.config.k8s.io/v1alpha1",
     ),
-    **{
-        (1, m): Features(
-            minor=(1, m),
-            scheduler_config_api="kubescheduler.config.k8s.io/v1",
-            kubelet_dockershim_flags=False,
-            kubelet_endpoint_in_config=True,
-            apiserver_insecure_port_flag=False,
-            etcd_version={29: "3.5.10", 30: "3.5.12", 31: "3.5.15", 32: "3.5.16", 33: "3.5.21"}[m],
-            containerd_config_version=2,
-            pause_image={
-                29: "registry.k8s.io/pause:3.9",
-                30: "registry.k8s.io/pause:3.9",
-                31: "registry.k8s.io/pause:3.10",
-                32: "registry.k8s.io/pause:3.10",
-                33: "registry.k8s.io/pause:3.10",
-            }[m],
-            containerd_version={
-                29: "1.7.13",
-                30: "1.7.16",
-                31: "1.7.22",
-                32: "1.7.24",
-                33: "1.7.27",
-            }[m],
-            runc_version={29: "1.1.12", 30: "1.1.12", 31: "1.1.14", 32: "1.2.2", 33: "1.2.6"}[m],
-            cni_plugins_version={
-                29: "1.4.0",
-                30: "1.4.1",
-                31: "1.5.1",
-                32: "1.6.1",
-                33: "1.6.2",
-            }[m],
-            controller_manager_port_flag=False,
-            scheduler_insecure_bind=None,
-            cni_spec_version="1.0.0",
-            kube_proxy_config_api="kubeproxy.config.k8s.io/v1alpha1",
-        )
-        for m in range(29, 34)
-    },
     # Current releases: etcd 3.6, containerd 2 (config version 3), runc 1.5,
     # CNI plugins 1.10, all built from the Go modules in kubeprem.artifacts.
     **{
@@ -157,7 +119,7 @@ SUPPORTED: frozenset[tuple[int, int]] = frozenset(TABLE)
 
 
 def supported_text() -> str:
-    """'1.20, 1.29, 1.30, ...' for error messages."""
+    """'1.20.x, 1.35.x, 1.36.x, 1.37.x' for error messages."""
     return ", ".join(f"{a}.{b}.x" for a, b in sorted(SUPPORTED))
 
 

@@ -24,8 +24,8 @@ ETCDUTL = f"{paths.BIN_DIR}/etcdutl"
 
 
 def snapshot_tool(site: Site) -> str:
-    """What checks and restores a snapshot file: etcdctl up to etcd 3.5,
-    etcdutl from 3.6 (whose etcdctl only saves)."""
+    """What checks and restores a snapshot file: etcdctl for etcd 3.4 (the
+    1.20 row), etcdutl from 3.6 (whose etcdctl only saves)."""
     from kubeprem.components.versions import features
 
     return ETCDUTL if features(site).etcdutl else ETCDCTL

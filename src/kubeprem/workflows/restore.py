@@ -10,7 +10,7 @@ The order matters and is tested with fakes (tests/unit/test_day2_restore.py):
    replicate the present back over the restored past);
 3. on each member: copy the snapshot, ``etcdctl snapshot restore`` it with
    the member's own name, peer URL, the initial cluster and the cluster
-   token into a fresh data directory (etcd 3.4's etcdctl; 3.5's etcdutl
+   token into a fresh data directory (etcd 3.4's etcdctl; 3.6's etcdutl
    takes the same flags), then swap: the old data directory is kept as
    ``/var/lib/etcd.before-restore-<time>``;
 4. start etcd on every member at once (a member waits for quorum before it

@@ -5,8 +5,8 @@ versions read from the machines, then the steps executed).
 
 Rules (Kubernetes' version-skew policy, https://kubernetes.io/releases/version-skew-policy/):
 
-- the control plane moves one minor version at a time (1.29 -> 1.31 must go
-  through 1.30); a downgrade of the minor version is refused; the major
+- the control plane moves one minor version at a time (1.35 -> 1.37 must go
+  through 1.36); a downgrade of the minor version is refused; the major
   version must stay;
 - both versions must be in kubeprem's version table
   (``components.versions.SUPPORTED``);
@@ -68,7 +68,7 @@ def parse_version(text: str) -> tuple[int, int, int]:
         major, minor = int(parts[0]), int(parts[1])
         patch = int(parts[2].split("+")[0].split("-")[0]) if len(parts) > 2 else 0
     except (ValueError, IndexError):
-        raise InputError(f"{text!r} is not a Kubernetes version (like 1.30.4)") from None
+        raise InputError(f"{text!r} is not a Kubernetes version (like 1.37.2)") from None
     return major, minor, patch
 
 
