@@ -81,6 +81,30 @@ def test_client_pod_avoids_the_failing_machine_and_reads_the_secret_by_group() -
     assert "affinity" not in pg["spec"]
 
 
+def test_the_upgrade_writer_is_a_daemonset_pinned_to_one_node_that_stops_on_a_file() -> None:
+    ds = fo.client_daemonset(
+        fo.TARGETS["postgresql"], "img", name="w-1", node="worker-2", pause=0.1
+    )
+    assert ds["kind"] == "DaemonSet" and ds["metadata"]["namespace"] == "postgresql"
+    template = ds["spec"]["template"]
+    selector = ds["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= template["metadata"]["labels"].items()
+    spec = template["spec"]
+    assert spec["nodeSelector"] == {"kubernetes.io/hostname": "worker-2"}
+    assert spec["restartPolicy"] == "Always"  # the only policy a DaemonSet allows
+    script = spec["containers"][0]["command"][2]
+    # writes until /tmp/stop, reads back, then stays (a DaemonSet's pod never ends)
+    assert "[ ! -e /tmp/stop ]; do" in script and "VERIFY" in script
+    assert script.rstrip().endswith("exec sleep infinity")
+    assert script.index("VERIFY") < script.index("exec sleep infinity")
+
+
+def test_longest_gap_between_acknowledged_writes() -> None:
+    writes = fo.parse_log(LOG).writes  # acknowledged at 1000, 1100, 1600, 1800
+    assert fo.longest_gap(writes) == (0.5, 1100)
+    assert fo.longest_gap(writes[:1]) == (0.0, None)
+
+
 def pod(name: str, node: str, ip: str = "", labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "kind": "Pod",
@@ -169,3 +193,59 @@ def test_the_writer_pod_passes_the_audit(app: str) -> None:
     findings = audit_objects([pod])
     assert [(f.rule, f.message) for f in findings if f.accepted is None] == []
     assert sorted(f.rule for f in findings) == ["KP022", "KP023"]
+
+
+class WriterCluster(FakeKubeAPI):
+    """A fake API server whose DaemonSets start a Running pod, with the logs
+    a test gives (one text per read, the last one repeated)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        super().__init__()
+        self.texts = texts
+        self.on_apply = self._start
+
+    @staticmethod
+    def _start(api: FakeKubeAPI, obj: dict[str, Any]) -> None:
+        if obj["kind"] == "DaemonSet":
+            meta = obj["metadata"]
+            api.put(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {
+                        "name": meta["name"] + "-x1",
+                        "namespace": meta["namespace"],
+                        "labels": obj["spec"]["template"]["metadata"]["labels"],
+                    },
+                    "status": {"phase": "Running", "containerStatuses": [{"restartCount": 1}]},
+                }
+            )
+
+    def logs(self, name: str, namespace: str, container: str | None = None) -> str:
+        return self.texts.pop(0) if len(self.texts) > 1 else self.texts[0]
+
+
+def test_a_writer_runs_until_told_to_stop_then_reports_what_it_lost() -> None:
+    warm = "".join(f"W {i} {i * 100} ok\n" for i in range(1, 21))
+    api = WriterCluster(
+        ["W 1 100 ok\n", warm, warm, warm + "DONE 5000\nLOST 7\nVERIFY acked=20 lost=1 5100\n"]
+    )
+    w = fo.start_writer(api, fo.TARGETS["redis"], "img", node="worker-1", sleep=lambda _: None)
+    assert (w.namespace, w.node) == ("redis", "worker-1")
+    assert w.pod == f"{w.name}-x1"
+    assert api.get("DaemonSet", w.name, "redis") is not None
+    stopped: list[str] = []
+    result = fo.stop_writer(api, w, lambda wr: stopped.append(wr.pod), sleep=lambda _: None)
+    assert stopped == [w.pod]
+    assert result.log.lost == (7,) and result.log.acked == 20
+    assert result.restarts == 1  # a restarted writer began a new run: reported, not hidden
+    assert result.to_json()["lost"] == [7]
+    assert api.get("DaemonSet", w.name, "redis") is None  # removed after the read-back
+
+
+def test_a_writer_that_never_reads_back_is_an_error() -> None:
+    warm = "".join(f"W {i} {i * 100} ok\n" for i in range(1, 21))
+    api = WriterCluster([warm])
+    w = fo.start_writer(api, fo.TARGETS["postgresql"], "img", node="worker-0", sleep=lambda _: None)
+    with pytest.raises(OperationError, match="read-back"):
+        fo.stop_writer(api, w, lambda _: None, timeout=0, sleep=lambda _: None)

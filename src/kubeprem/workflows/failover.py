@@ -13,7 +13,10 @@ acknowledged only once it is replicated:
 - PostgreSQL: one ``INSERT`` committed with ``synchronous_commit = on``
   under Patroni's ``synchronous_mode`` (a synchronous standby has it).
 
-After its run the pod reads every acknowledged record back through the same
+The run ends after ``DURATION`` seconds, ``MAX_WRITES`` writes, or as soon
+as the file /tmp/stop exists in the pod (a client of unknown length, such as
+the one writing through an upgrade, is stopped so). After its run the pod
+reads every acknowledged record back through the same
 Service and logs ``LOST <seq>`` for each one missing and a ``VERIFY`` total.
 The pod never runs on the machine that fails. Timestamps come from the pod
 and the operator's machine: in the lab they share one kernel clock.
@@ -26,6 +29,7 @@ machine's power-off.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +49,7 @@ now() { date +%s%3N; }
 : >/tmp/acked
 end=$(( $(now) + DURATION * 1000 ))
 i=0
-while [ "$i" -lt "$MAX_WRITES" ] && [ "$(now)" -lt "$end" ]; do
+while [ "$i" -lt "$MAX_WRITES" ] && [ "$(now)" -lt "$end" ] && [ ! -e /tmp/stop ]; do
   i=$((i + 1))
   t=$(now)
   out="$(printf 'SET %s:%s %s\nWAIT 1 1000\n' "$PREFIX" "$i" "$i" |
@@ -88,7 +92,7 @@ done
 : >/tmp/acked
 end=$(( $(now) + DURATION * 1000 ))
 i=0
-while [ "$i" -lt "$MAX_WRITES" ] && [ "$(now)" -lt "$end" ]; do
+while [ "$i" -lt "$MAX_WRITES" ] && [ "$(now)" -lt "$end" ] && [ ! -e /tmp/stop ]; do
   i=$((i + 1))
   t=$(now)
   if out="$(timeout 4 psql -X -q -At -v ON_ERROR_STOP=1 \
@@ -216,6 +220,45 @@ def client_pod(
     }
 
 
+def client_daemonset(
+    target: AppTarget,
+    image: str,
+    *,
+    name: str,
+    node: str,
+    pause: float,
+    max_writes: int = 1_000_000,
+    duration: int = 86_400,
+) -> Obj:
+    """The writer as a DaemonSet of one pod pinned to ``node``, for a run of
+    unknown length: a drain skips DaemonSet pods, so it keeps writing through
+    an upgrade that drains every worker in turn. It writes until /tmp/stop
+    appears, reads back, then sleeps (a DaemonSet's pod is never done)."""
+    pod = client_pod(
+        target,
+        image,
+        name=name,
+        prefix=name,
+        duration=duration,
+        max_writes=max_writes,
+        pause=pause,
+    )
+    spec = pod["spec"]
+    spec["containers"][0]["command"] = ["sh", "-c", target.script + "exec sleep infinity\n"]
+    spec["restartPolicy"] = "Always"
+    spec["nodeSelector"] = {"kubernetes.io/hostname": node}
+    labels = dict(pod["metadata"]["labels"]) | {"app.kubernetes.io/instance": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": pod["metadata"] | {"labels": labels},
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/instance": name}},
+            "template": {"metadata": {"labels": labels}, "spec": spec},
+        },
+    }
+
+
 # -- reading what the client saw (pure) ------------------------------------------
 
 
@@ -285,6 +328,18 @@ def measure(writes: Sequence[Write], fault_ms: int) -> Measure:
         len(fails),
         first_ok,
     )
+
+
+def longest_gap(writes: Sequence[Write]) -> tuple[float, int | None]:
+    """The longest time in seconds without an acknowledged write, between
+    two acknowledged writes, and the epoch ms it began (None: fewer than two
+    acknowledged). A client's outage when its faults are not one instant."""
+    acked = [w.t_ms for w in writes if w.ok]
+    best, at = 0.0, None
+    for a, b2 in itertools.pairwise(acked):
+        if (b2 - a) / 1000 > best:
+            best, at = (b2 - a) / 1000, a
+    return best, at
 
 
 # -- running one scenario (I/O) ---------------------------------------------------
@@ -467,6 +522,128 @@ def run_failover(
     return run
 
 
+# -- a writer through a longer operation (I/O) -----------------------------------
+
+
+@dataclass
+class Writer:
+    """A client DaemonSet writing through an operation of unknown length
+    (an upgrade), started by ``start_writer`` and ended by ``stop_writer``."""
+
+    app: str
+    name: str  # the DaemonSet's
+    namespace: str
+    node: str
+    pod: str
+    start_ms: int
+
+
+@dataclass(frozen=True)
+class WriterResult:
+    app: str
+    node: str
+    restarts: int  # of the writer's container: a restart begins a new run
+    log: ClientLog
+    longest_gap_s: float
+    longest_gap_at_s: float | None  # since the writer started
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for w in self.log.writes if not w.ok)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "writer_node": self.node,
+            "writer_restarts": self.restarts,
+            "writes": len(self.log.writes),
+            "acknowledged": self.log.acked,
+            "failed_writes": self.failed,
+            "lost": list(self.log.lost),
+            "longest_gap_s": round(self.longest_gap_s, 2),
+            "longest_gap_at_s": self.longest_gap_at_s,
+        }
+
+
+def _restarts(pod: Obj | None) -> int:
+    statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+    return sum(int(s.get("restartCount") or 0) for s in statuses)
+
+
+def start_writer(
+    api: LogsAPI,
+    target: AppTarget,
+    image: str,
+    *,
+    node: str,
+    warmup_writes: int = 20,
+    pause: float = 0.1,
+    timeout: float = 180,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Writer:
+    """The writer DaemonSet on ``node``, returned once it has
+    ``warmup_writes`` acknowledged writes."""
+    name = f"{CLIENT}-{target.app}-{now_ms() % 1_000_000}"
+    api.apply(client_daemonset(target, image, name=name, node=node, pause=pause))
+    start = now_ms()
+    pods: list[str] = []
+
+    def running() -> bool:
+        pods[:] = [
+            str(p["metadata"]["name"])
+            for p in api.list("Pod", target.namespace)
+            if (p["metadata"].get("labels") or {}).get("app.kubernetes.io/instance") == name
+            and (p.get("status") or {}).get("phase") == "Running"
+        ]
+        return bool(pods)
+
+    _wait(f"writer {name} running", running, timeout, sleep)
+
+    def acked() -> bool:
+        try:
+            log = parse_log(api.logs(pods[0], target.namespace))
+        except OperationError:
+            return False
+        return sum(1 for w in log.writes if w.ok) >= warmup_writes
+
+    _wait(f"{warmup_writes} acknowledged writes of {name}", acked, timeout, sleep)
+    return Writer(target.app, name, target.namespace, node, pods[0], start)
+
+
+def stop_writer(
+    api: LogsAPI,
+    writer: Writer,
+    touch_stop: Callable[[Writer], None],
+    *,
+    timeout: float = 300,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WriterResult:
+    """Tell the writer to stop (``touch_stop`` creates /tmp/stop in its pod,
+    through exec), wait for its read-back, remove it; what it saw."""
+    touch_stop(writer)
+    logs: list[ClientLog] = []
+
+    def verified() -> bool:
+        try:
+            logs[:] = [parse_log(api.logs(writer.pod, writer.namespace))]
+        except OperationError:
+            return False
+        return logs[0].acked is not None
+
+    _wait(f"the read-back of {writer.name}", verified, timeout, sleep)
+    restarts = _restarts(api.get("Pod", writer.pod, writer.namespace))
+    api.delete("DaemonSet", writer.name, writer.namespace)
+    gap, at = longest_gap(logs[0].writes)
+    return WriterResult(
+        writer.app,
+        writer.node,
+        restarts,
+        logs[0],
+        gap,
+        None if at is None else round((at - writer.start_ms) / 1000, 1),
+    )
+
+
 __all__ = [
     "REDIS_ASK",
     "TARGETS",
@@ -477,10 +654,16 @@ __all__ = [
     "Primary",
     "Run",
     "Write",
+    "Writer",
+    "WriterResult",
+    "client_daemonset",
     "client_pod",
+    "longest_gap",
     "measure",
     "parse_log",
     "postgresql_primary",
     "redis_primary",
     "run_failover",
+    "start_writer",
+    "stop_writer",
 ]
