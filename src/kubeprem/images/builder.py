@@ -53,7 +53,8 @@ from kubeprem.site.model import Site
 
 BUILDER_VERSION = "1"  # bump when the way layers are made changes
 BASE_NAME = f"{SUITE}-minbase"
-DEFAULT_K8S_SRC_GLOB = "kubernetes-*/build/pause/linux/pause.c"
+PAUSE_C = "build/pause/linux/pause.c"
+DEFAULT_K8S_SRC_GLOB = f"kubernetes-*/{PAUSE_C}"
 
 Progress = Callable[[str], None]
 # makes an image's layers in a temporary folder: (layers, config user, packages)
@@ -346,22 +347,29 @@ class Builder:
         return key, versions, make
 
     def _pause_source(self) -> Path:
+        """pause.c: from ``--kubernetes-src``; else from the newest Kubernetes
+        module the Go builds fetched (``kubeprem artifacts`` on a go-modules
+        site); else from Debian's unpacked source (the legacy 1.20 path)."""
         if self.kubernetes_src is not None:
             candidates = [self.kubernetes_src / "build/pause/linux/pause.c"]
         else:
             xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-            src = Path(xdg) / "kubeprem" / "src"
-            candidates = sorted(src.glob(DEFAULT_K8S_SRC_GLOB)) if src.is_dir() else []
+            root = Path(xdg) / "kubeprem"
+            candidates = pause_sources(root / "go" / "mod", root / "src")
         for c in candidates:
             if c.is_file():
                 return c
-        where = self.kubernetes_src or "~/.cache/kubeprem/src/kubernetes-*/"
+        where = (
+            self.kubernetes_src
+            or "~/.cache/kubeprem/go/mod/k8s.io/kubernetes@v*/, ~/.cache/kubeprem/src/kubernetes-*/"
+        )
         raise PrerequisiteError(
-            f"pause.c not found (looked in {where}); unpack Debian's kubernetes source: "
-            "add a deb-src entry for bookworm to /etc/apt/sources.list.d/debian.sources "
-            "(Types: deb deb-src, same URIs and Suites), run apt-get update, then "
-            "`mkdir -p ~/.cache/kubeprem/src && cd ~/.cache/kubeprem/src && apt-get source "
-            "kubernetes`, or pass --kubernetes-src DIR"
+            f"pause.c not found (looked in {where}); run `kubeprem artifacts SITE` for a site "
+            "whose artifacts.source is go-modules (it fetches the Kubernetes module), or unpack "
+            "Debian's kubernetes source: add a deb-src entry for bookworm to "
+            "/etc/apt/sources.list.d/debian.sources (Types: deb deb-src, same URIs and Suites), "
+            "run apt-get update, then `mkdir -p ~/.cache/kubeprem/src && cd "
+            "~/.cache/kubeprem/src && apt-get source kubernetes`, or pass --kubernetes-src DIR"
         )
 
     def _files(self, spec: ImageSpec, ref: str) -> tuple[str, dict[str, str], Maker]:
@@ -435,6 +443,26 @@ class Builder:
     def _require_root(what: str) -> None:
         if os.geteuid() != 0:
             raise PrerequisiteError(f"to {what} kubeprem must run as root (chroot, mount)")
+
+
+def _release_key(folder: Path) -> tuple[int, ...]:
+    """``kubernetes@v1.37.2`` -> (1, 37, 2); unparsable names sort first."""
+    try:
+        return tuple(int(p) for p in folder.name.split("@v", 1)[1].split("."))
+    except (IndexError, ValueError):
+        return ()
+
+
+def pause_sources(gomodcache: Path, debian_src: Path) -> list[Path]:
+    """Where pause.c may be, best first: the Kubernetes modules in the Go
+    module cache, newest release first, then Debian's unpacked sources."""
+    modules = sorted(
+        gomodcache.glob(f"k8s.io/kubernetes@v*/{PAUSE_C}"),
+        key=lambda p: _release_key(p.parents[3]),
+        reverse=True,
+    )
+    debian = sorted(debian_src.glob(DEFAULT_K8S_SRC_GLOB)) if debian_src.is_dir() else []
+    return modules + debian
 
 
 def _makefile_tag(makefile: Path) -> str:
