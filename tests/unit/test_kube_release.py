@@ -98,11 +98,12 @@ def test_on_the_labs_release_nothing_changes() -> None:
 
 
 def test_app_render_writes_the_releases_api_versions(capsys: pytest.CaptureFixture[str]) -> None:
+    # the default is the release `kubeprem init` writes
     assert main(["app", "render", "redis"]) == 0
-    assert "apiVersion: policy/v1beta1" in capsys.readouterr().out
-    assert main(["app", "render", "redis", "--kubernetes-version", "1.37"]) == 0
     out = capsys.readouterr().out
     assert "apiVersion: policy/v1\n" in out and "policy/v1beta1" not in out
+    assert main(["app", "render", "redis", "--kubernetes-version", "1.20"]) == 0
+    assert "apiVersion: policy/v1beta1" in capsys.readouterr().out
     assert main(["app", "render", "redis", "--kubernetes-version", "latest"]) == 2
     assert "is not a version like 1.37" in capsys.readouterr().err
 

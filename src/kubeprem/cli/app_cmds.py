@@ -74,7 +74,7 @@ def register(sub: Any) -> None:
         c.set_defaults(handler=fn)
 
 
-RENDER_VERSION = "1.20"
+RENDER_VERSION = "1.37"
 
 
 def parse_release(text: str) -> Minor:

@@ -30,9 +30,11 @@ def register(sub: Any) -> None:
         help="binaries for the site's Kubernetes version, checked, in the local cache",
         description="Put the binaries the site's nodes run (Kubernetes, etcd, containerd, "
         "runc, CNI plugins) into the local cache with a SHA-256 manifest, from the site's "
-        "artifacts.source: a mirror of the upstream release files (checked against their "
-        "published checksums) or Debian (Kubernetes built from its source package, 10 "
-        "minutes or more the first time). A complete cached set is reused.",
+        "artifacts.source: go-modules (the default: built from the Go modules kubeprem pins, "
+        "go.sum checked, about 15 minutes on 2 cores the first time), a mirror of the "
+        "upstream release files (checked against their published checksums), or "
+        "debian-source (the legacy 1.20 path: Kubernetes built from Debian's source "
+        "package). A complete cached set is reused.",
     )
     add_site_arg(p)
     p.add_argument(
