@@ -14,11 +14,16 @@ import contextlib
 import posixpath
 import secrets
 import shlex
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncssh
+with warnings.catch_warnings():
+    # asyncssh still names DSA keys, which cryptography 51 warns about at import
+    # time, on every command's stderr; kubeprem neither makes nor accepts DSA keys
+    warnings.filterwarnings("ignore", message="DSA is deprecated")
+    import asyncssh
 
 from kubeprem.components.base import File
 from kubeprem.errors import OperationError, RemoteError
