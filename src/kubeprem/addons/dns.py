@@ -1,33 +1,39 @@
-"""Cluster DNS: CoreDNS where the site has it, kubeprem's dnsmasq server elsewhere.
+"""Cluster DNS: CoreDNS on current releases, kubeprem's dnsmasq server on the legacy one.
 
 Called by the apply workflow's ``cluster-dns`` phase (``deploy``), by tests
 (``manifests``) and by the lab test in CI (``dns_check``).
 
 Which server runs (``DnsOptions.server``; ``auto`` is the default):
 
-- ``coredns`` -- real clusters. Chosen by ``auto`` when the site's
+- ``coredns`` -- chosen by ``auto`` for every release kubeprem builds from
+  Go modules (``features(site).go_modules``: 1.35 to 1.37), with the
+  catalogue's ``coredns`` image (CoreDNS built from the pinned module
+  ``coredns-1.15.0``, kubeprem.images), and on any release whose site
   ``images:`` list names a CoreDNS image (a reference whose last path part is
   ``coredns``, e.g. ``registry.k8s.io/coredns/coredns:v1.11.1`` with its
-  archive); that reference is used as is. Corefile: the ``kubernetes``
-  plugin for the site's domain and the reverse zones, ``pods insecure``,
-  cache, health and ready endpoints, Prometheus metrics on 9153.
-- ``dnsmasq`` -- the lab, and any site without a CoreDNS image (none can be
-  had from Debian). The catalogue's ``cluster-dns`` image (dnsmasq and
-  python3 from Debian) runs two containers: dnsmasq, and kubeprem's
-  controller (``cluster_dns.py``, mounted from a ConfigMap) that lists
-  Services, Endpoints and Pods every 2 s and writes the hosts file dnsmasq
-  watches. Names as with CoreDNS: ``<svc>.<ns>.svc.<domain>``, every ready
-  pod of a headless Service under its name, StatefulSet pods as
+  archive), which is then used as is. Corefile: the ``kubernetes`` plugin
+  for the site's domain and the reverse zones of the service and pod
+  networks, ``pods insecure``, ``cache``, ``health`` (with lame duck) and
+  ``ready`` endpoints, Prometheus metrics on 9153, ``reload`` of the
+  Corefile; ``forward`` and ``loop`` only when upstream servers are given.
+- ``dnsmasq`` -- the legacy 1.20 path (binaries from Debian sources) and the
+  past rows without a CoreDNS image. The catalogue's ``cluster-dns`` image
+  (dnsmasq and python3 from Debian) runs two containers: dnsmasq, and
+  kubeprem's controller (``cluster_dns.py``, mounted from a ConfigMap) that
+  lists Services, Endpoints and Pods every 2 s and writes the hosts file
+  dnsmasq watches. Names as with CoreDNS: ``<svc>.<ns>.svc.<domain>``, every
+  ready pod of a headless Service under its name, StatefulSet pods as
   ``<pod>.<svc>.<ns>.svc.<domain>``, pods as ``<a-b-c-d>.<ns>.pod.<domain>``.
   No SRV records and no ExternalName Services.
 
-Both: Deployment ``cluster-dns`` in kube-system (2 replicas, preferred
-anti-affinity over the workers, PodDisruptionBudget, probes, resources, no
-root, no added capabilities: the servers listen on 5353), Service
-``kube-dns`` at ``site.network.cluster_dns`` (the kubelets' ``clusterDNS``)
-on 53/UDP and 53/TCP. Same names and selector for both, so switching server
-is an in-place update. Names outside the cluster domain go to
-``DnsOptions.upstream`` when given, and are refused otherwise (air-gapped).
+Both: Deployment ``cluster-dns`` in kube-system (2 replicas, spread over the
+workers, PodDisruptionBudget, probes, resources, no root, no added
+capabilities: the servers listen on 5353), Service ``kube-dns`` at
+``site.network.cluster_dns`` (the kubelets' ``clusterDNS``) on 53/UDP and
+53/TCP. Same names and selector for both, so switching server is an in-place
+update. Names outside the cluster domain go to ``DnsOptions.upstream`` when
+given, and are never forwarded otherwise (air-gapped): dnsmasq refuses
+them, CoreDNS answers SERVFAIL (no plugin of the chain serves them).
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from kubeprem.addons import cluster_dns as controller
 from kubeprem.addons import peer_watch
 from kubeprem.addons.kubectl import Obj, apply_objects, rollout
 from kubeprem.apps import base as b
+from kubeprem.components.versions import features
 from kubeprem.errors import OperationError
 from kubeprem.images.builder import image_refs
 from kubeprem.site.model import Site
@@ -57,7 +64,8 @@ NAMESPACE = "kube-system"
 NAME = "cluster-dns"
 SERVICE = "kube-dns"  # the name clients and tools expect (kubectl cluster-info, ...)
 ROLE = "kubeprem:cluster-dns"
-CATALOGUE_IMAGE = "cluster-dns"
+CATALOGUE_IMAGE = "cluster-dns"  # dnsmasq and the controller
+COREDNS_IMAGE = "coredns"  # CoreDNS built from its pinned Go module
 PORT = 5353  # inside the pod: no root, no NET_BIND_SERVICE
 HEALTH_PORT = 8081
 HOSTS_DIR = "/run/cluster-dns/hosts"
@@ -83,8 +91,8 @@ class DnsOptions:
     replicas: int = 2
 
 
-def coredns_image(site: Site) -> str | None:
-    """The site's CoreDNS image reference, if its image list names one."""
+def site_coredns_image(site: Site) -> str | None:
+    """The site's own CoreDNS image reference, if its image list names one."""
     for image in site.images:
         repository = image.name.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
         if repository == "coredns":
@@ -92,20 +100,37 @@ def coredns_image(site: Site) -> str | None:
     return None
 
 
+def coredns_image(site: Site, refs: dict[str, str] | None = None) -> str | None:
+    """The CoreDNS image the site runs: its own when its images: list names
+    one, else the catalogue's on releases built from Go modules (kubeprem
+    builds CoreDNS from its pinned module there); None on the other rows.
+    ``refs``: catalogue image references (``image_refs(site)`` by default)."""
+    own = site_coredns_image(site)
+    if own is not None:
+        return own
+    if features(site).go_modules:
+        return (refs or image_refs(site))[COREDNS_IMAGE]
+    return None
+
+
 def server(site: Site, options: DnsOptions = DnsOptions()) -> Server:
+    have_coredns = coredns_image(site) is not None
     if options.server != "auto":
-        if options.server == "coredns" and coredns_image(site) is None:
+        if options.server == "coredns" and not have_coredns:
             raise OperationError(
-                "cluster DNS: server coredns needs a CoreDNS image in the site's images: "
-                "list (e.g. registry.k8s.io/coredns/coredns:v1.11.1 with its archive)"
+                f"cluster DNS: server coredns needs a CoreDNS image: kubeprem builds one for "
+                f"releases built from Go modules, not {site.cluster.version}; name one in the "
+                "site's images: list (e.g. registry.k8s.io/coredns/coredns:v1.11.1 with its archive)"
             )
         return options.server
-    return "coredns" if coredns_image(site) is not None else "dnsmasq"
+    return "coredns" if have_coredns else "dnsmasq"
 
 
 def catalogue_images(site: Site, options: DnsOptions = DnsOptions()) -> tuple[str, ...]:
     """The catalogue images apply must import for cluster DNS."""
-    return (CATALOGUE_IMAGE,) if server(site, options) == "dnsmasq" else ()
+    if server(site, options) == "dnsmasq":
+        return (CATALOGUE_IMAGE,)
+    return () if site_coredns_image(site) is not None else (COREDNS_IMAGE,)
 
 
 def reverse_zones(site: Site) -> list[str]:
@@ -116,8 +141,12 @@ def reverse_zones(site: Site) -> list[str]:
 
 
 def corefile(site: Site, options: DnsOptions = DnsOptions()) -> str:
+    """One server block on 5353 for every zone. Without upstream servers no
+    plugin serves names outside the cluster's zones (SERVFAIL, nothing
+    leaves the cluster); ``loop`` only guards forwarding, so it comes with
+    ``forward``. Plugin order is CoreDNS's own (plugin.cfg), not this text's."""
     domain = site.cluster.domain
-    forward = f"    forward . {' '.join(options.upstream)}\n" if options.upstream else ""
+    forward = f"    forward . {' '.join(options.upstream)}\n    loop\n" if options.upstream else ""
     return (
         f".:{PORT} {{\n"
         "    errors\n"
@@ -132,7 +161,6 @@ def corefile(site: Site, options: DnsOptions = DnsOptions()) -> str:
         "    prometheus :9153\n"
         f"{forward}"
         "    cache 30\n"
-        "    loop\n"
         "    reload\n"
         "    loadbalance\n"
         "}\n"
@@ -311,7 +339,7 @@ def manifests(
     objs = _rbac(lbls)
     if kind == "coredns":
         objs[1]["rules"] = _coredns_rules(site)
-        image = coredns_image(site)
+        image = coredns_image(site, refs)
         assert image is not None
         data = {"Corefile": corefile(site, options)}
         containers = _coredns_containers(image)
