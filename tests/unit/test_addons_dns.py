@@ -38,7 +38,9 @@ def test_server_auto_runs_coredns_from_the_catalogue_on_go_module_releases() -> 
     for version in ("1.35.4", "1.37.2"):
         site = with_images(version=version)
         assert dns.server(site) == "coredns"
-        assert dns.catalogue_images(site) == ("coredns",)
+        # CoreDNS, and python3 for its peer-watch sidecar
+        assert dns.catalogue_images(site) == ("coredns", "cluster-dns")
+        assert dns.catalogue_images(site, dns.DnsOptions(replicas=1)) == ("coredns",)
         assert dns.site_coredns_image(site) is None
         assert dns.coredns_image(site) == "kubeprem.local/coredns:1.15.0-bookworm"
         assert dns.coredns_image(site, {"coredns": "mirror.example/dns/coredns:1.15.0"}) == (
@@ -65,8 +67,9 @@ def test_server_auto_follows_the_sites_own_coredns_image() -> None:
     for version in ("1.20.2", "1.37.2"):
         site = with_images("mirror.example/pause:3.2", COREDNS, version=version)
         assert dns.site_coredns_image(site) == COREDNS == dns.coredns_image(site)
-        # the site's archive is imported with the others: no catalogue image
-        assert dns.server(site) == "coredns" and dns.catalogue_images(site) == ()
+        # the site's archive is imported with the others: only the sidecar's image
+        assert dns.server(site) == "coredns"
+        assert dns.catalogue_images(site) == ("cluster-dns",)
         assert dns.server(site, dns.DnsOptions(server="dnsmasq")) == "dnsmasq"
     assert dns.site_coredns_image(with_images("coredns/coredns:1.8.0")) == "coredns/coredns:1.8.0"
     assert dns.site_coredns_image(with_images("example/not-coredns:1")) is None
@@ -117,21 +120,37 @@ def test_audit_clean(server: str) -> None:
 
 def test_coredns_manifest_shape(example_site: Site) -> None:
     objs = {o["kind"]: o for o in dns.manifests(example_site)}
-    assert "Role" not in objs  # no peer deletion: that is the dnsmasq controller's
+    rules = objs["ClusterRole"]["rules"]
     assert {
         "apiGroups": ["discovery.k8s.io"],
         "resources": ["endpointslices"],
         "verbs": ["list", "watch"],
-    } in objs["ClusterRole"]["rules"]
+    } in rules
+    assert {
+        "apiGroups": [""],
+        "resources": ["endpoints", "services", "pods", "namespaces"],
+        "verbs": ["list", "watch"],
+    } in rules
     deployment = objs["Deployment"]
     assert deployment["metadata"]["annotations"]["kubeprem.io/dns-server"] == "coredns"
     pod = deployment["spec"]["template"]["spec"]
-    (c,) = pod["containers"]
-    assert c["image"] == "kubeprem.local/coredns:1.15.0-bookworm"
-    assert c["args"] == ["-conf", "/etc/coredns/Corefile"]
-    assert {p["containerPort"] for p in c["ports"]} == {5353, 9153}
+    coredns, watch = pod["containers"]
+    assert coredns["image"] == "kubeprem.local/coredns:1.15.0-bookworm"
+    assert "command" not in coredns  # the image's /coredns
+    assert coredns["args"] == ["-conf", "/etc/coredns/Corefile"]
+    assert {p["containerPort"] for p in coredns["ports"]} == {5353, 9153}
     assert pod["securityContext"]["runAsUser"] == 65534 and pod["dnsPolicy"] == "Default"
-    assert objs["ConfigMap"]["data"] == {"Corefile": dns.corefile(example_site)}
+    # the peer-watch sidecar probes the peers' TCP 5353 and may delete them
+    assert watch["image"] == "kubeprem.local/cluster-dns:2.90-bookworm"
+    assert watch["command"][1] == "/opt/cluster-dns/peer_watch.py"
+    assert "--port=5353" in watch["command"] and "--selector=k8s-app=kube-dns" in watch["command"]
+    assert objs["Role"]["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}
+    ]
+    assert objs["ConfigMap"]["data"] == {
+        "Corefile": dns.corefile(example_site),
+        "peer_watch.py": dns.peer_watch_source(),
+    }
     assert objs["Service"]["spec"]["clusterIP"] == "10.32.0.10"
     # the pod's digest follows the Corefile: a changed Corefile rolls the pods
     other = dns.manifests(example_site, dns.DnsOptions(upstream=("192.0.2.53",)))
@@ -140,6 +159,12 @@ def test_coredns_manifest_shape(example_site: Site) -> None:
     assert (
         digest["annotations"][key] != deployment["spec"]["template"]["metadata"]["annotations"][key]
     )
+    # one replica: no peer, so no sidecar, no deletion right, no python3 image
+    single = {o["kind"]: o for o in dns.manifests(example_site, dns.DnsOptions(replicas=1))}
+    assert "Role" not in single and "RoleBinding" not in single
+    (alone,) = single["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert alone["name"] == "coredns"
+    assert set(single["ConfigMap"]["data"]) == {"Corefile"}
 
 
 def test_dnsmasq_manifest_shape(example_site: Site) -> None:
@@ -165,8 +190,6 @@ def test_dnsmasq_manifest_shape(example_site: Site) -> None:
     assert objs["RoleBinding"]["subjects"][0]["name"] == "cluster-dns"
     args = objs["Deployment"]["spec"]["template"]["spec"]["containers"][1]["args"]
     assert "--peer-label=k8s-app=kube-dns" in args and "--peer-failures=4" in args
-    coredns = {o["kind"] for o in dns.manifests(with_images(COREDNS))}
-    assert "Role" not in coredns
     pod = objs["Deployment"]["spec"]["template"]["spec"]
     assert objs["Deployment"]["spec"]["replicas"] == 2
     assert pod["dnsPolicy"] == "Default" and pod["securityContext"]["runAsNonRoot"] is True
@@ -385,7 +408,7 @@ def test_dns_check_fails_with_the_answer(example_site: Site) -> None:
 def test_apply_imports_the_dns_servers_image_with_the_base_images() -> None:
     from kubeprem.workflows.apply import base_images
 
-    assert base_images(with_images()) == ("pause", "busybox", "coredns")
+    assert base_images(with_images()) == ("pause", "busybox", "coredns", "cluster-dns")
     assert base_images(with_images(version="1.20.2")) == ("pause", "busybox", "cluster-dns")
     # the site's own CoreDNS archive is imported as one of its images
-    assert base_images(with_images(COREDNS)) == ("pause", "busybox")
+    assert base_images(with_images(COREDNS)) == ("pause", "busybox", "cluster-dns")

@@ -28,7 +28,10 @@ Which server runs (``DnsOptions.server``; ``auto`` is the default):
 
 Both: Deployment ``cluster-dns`` in kube-system (2 replicas, spread over the
 workers, PodDisruptionBudget, probes, resources, no root, no added
-capabilities: the servers listen on 5353), Service ``kube-dns`` at
+capabilities: the servers listen on 5353; with more than one replica the
+pods delete a peer that stopped answering, ``peer_watch.py``: in the
+dnsmasq controller, and as a ``peer-watch`` sidecar of the ``cluster-dns``
+image beside CoreDNS), Service ``kube-dns`` at
 ``site.network.cluster_dns`` (the kubelets' ``clusterDNS``) on 53/UDP and
 53/TCP. Same names and selector for both, so switching server is an in-place
 update. Names outside the cluster domain go to ``DnsOptions.upstream`` when
@@ -79,6 +82,7 @@ RUN_AS = 65534  # nobody, in Debian's images and CoreDNS's alike
 # unanswered probes (two a second) before a controller deletes a peer DNS pod
 # that still sits in the Service's endpoints: its machine is likely off
 PEER_FAILURES = 4
+PEER_WATCH_HEALTH = 8406  # CoreDNS's peer-watch sidecar: /health
 
 
 @dataclass(frozen=True)
@@ -127,10 +131,13 @@ def server(site: Site, options: DnsOptions = DnsOptions()) -> Server:
 
 
 def catalogue_images(site: Site, options: DnsOptions = DnsOptions()) -> tuple[str, ...]:
-    """The catalogue images apply must import for cluster DNS."""
+    """The catalogue images apply must import for cluster DNS: CoreDNS's
+    (unless the site brings its own) and, with more than one replica, the
+    ``cluster-dns`` image its peer-watch sidecar runs (python3); dnsmasq's."""
     if server(site, options) == "dnsmasq":
         return (CATALOGUE_IMAGE,)
-    return () if site_coredns_image(site) is not None else (COREDNS_IMAGE,)
+    own = () if site_coredns_image(site) is not None else (COREDNS_IMAGE,)
+    return own + ((CATALOGUE_IMAGE,) if options.replicas > 1 else ())
 
 
 def reverse_zones(site: Site) -> list[str]:
@@ -233,8 +240,9 @@ def _rbac(lbls: dict[str, str]) -> list[Obj]:
 
 
 def _peer_rbac(lbls: dict[str, str]) -> list[Obj]:
-    """The dnsmasq controller deletes a peer DNS pod that stopped answering
-    (kubeprem.addons.cluster_dns): pods of its own namespace only."""
+    """The dnsmasq controller, or CoreDNS's peer-watch sidecar, deletes a peer
+    DNS pod that stopped answering (kubeprem.addons.peer_watch): pods of its
+    own namespace only."""
     name = f"{ROLE}-peers"
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -312,11 +320,12 @@ def _dnsmasq_containers(site: Site, options: DnsOptions, image: str) -> list[Obj
     return [_hardened(dnsmasq), _hardened(ctl)]
 
 
-def _coredns_containers(image: str) -> list[Obj]:
+def _coredns_containers(image: str, watch_image: str | None) -> list[Obj]:
     c = b.Container(
         name="coredns",
         image=image,
-        resources=b.Resources("100m", "128Mi"),
+        # upstream's Deployment (coredns/deployment, kubeadm): 100m, 170Mi limit
+        resources=b.Resources("100m", "170Mi"),
         args=("-conf", "/etc/coredns/Corefile"),
         mounts=(b.Mount("config", "/etc/coredns", read_only=True),),
         readiness=b.Probe("http", "8181:/ready", period=5),
@@ -326,7 +335,30 @@ def _coredns_containers(image: str) -> list[Obj]:
         *_dns_ports(),
         {"name": "metrics", "containerPort": 9153, "protocol": "TCP"},
     ]
-    return [_hardened(c)]
+    if watch_image is None:
+        return [_hardened(c)]
+    # the dnsmasq controller's peer probing (peer_watch.py) as a sidecar: a
+    # DNS pod on a machine that went off leaves the Service in seconds, not
+    # after the node's 40 s grace period (docs/dns.md)
+    watch = b.Container(
+        name="peer-watch",
+        image=watch_image,
+        resources=b.Resources("20m", "32Mi"),
+        command=(
+            "/usr/bin/python3",
+            f"{SCRIPT_DIR}/{PEER_WATCH}",
+            "--selector=" + ",".join(f"{k}={v}" for k, v in SELECTOR.items()),
+            f"--port={PORT}",
+            f"--failures={PEER_FAILURES}",
+            f"--health-port={PEER_WATCH_HEALTH}",
+        ),
+        ports=(("peer-health", PEER_WATCH_HEALTH),),
+        env=(b.env("PYTHONDONTWRITEBYTECODE", "1"),),
+        mounts=(b.Mount("config", SCRIPT_DIR, read_only=True),),
+        readiness=b.Probe("http", f"{PEER_WATCH_HEALTH}:/health", period=10),
+        liveness=b.Probe("http", f"{PEER_WATCH_HEALTH}:/health", period=10, failures=3),
+    ).to_dict()
+    return [_hardened(c), _hardened(watch)]
 
 
 def manifests(
@@ -342,7 +374,12 @@ def manifests(
         image = coredns_image(site, refs)
         assert image is not None
         data = {"Corefile": corefile(site, options)}
-        containers = _coredns_containers(image)
+        watch = options.replicas > 1  # a single pod has no peer to watch
+        if watch:
+            data[PEER_WATCH] = peer_watch_source()
+            objs += _peer_rbac(lbls)
+        watch_image = (refs or image_refs(site))[CATALOGUE_IMAGE] if watch else None
+        containers = _coredns_containers(image, watch_image)
         volume = b.volume_config("config", NAME)
     else:
         image = (refs or image_refs(site))[CATALOGUE_IMAGE]
