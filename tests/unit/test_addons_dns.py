@@ -92,13 +92,23 @@ def test_coredns_with_upstream_and_the_sites_image_golden() -> None:
     assert_golden("addons/dns-coredns-upstream.yaml", dns.manifests_text(site, options))
 
 
-def test_corefile_forwards_and_guards_loops_only_with_upstream_servers(example_site: Site) -> None:
+def test_corefile_serves_the_cluster_zones_and_forwards_only_with_upstream(
+    example_site: Site,
+) -> None:
     closed = dns.corefile(example_site)
-    assert "forward" not in closed and "loop" not in closed
-    assert "kubernetes cluster.local 0.32.10.in-addr.arpa" in closed
-    assert ".:5353 {" in closed
+    zones = "cluster.local 0.32.10.in-addr.arpa 200.10.in-addr.arpa"
+    # no "." block: CoreDNS refuses names of no block, nothing is forwarded
+    assert closed.startswith(
+        "cluster.local:5353 0.32.10.in-addr.arpa:5353 200.10.in-addr.arpa:5353 {\n"
+    )
+    assert f"    kubernetes {zones} {{\n" in closed
+    assert ".:5353" not in closed and "forward" not in closed and "loop" not in closed
     up = dns.corefile(example_site, dns.DnsOptions(upstream=("192.0.2.53",)))
-    assert "    forward . 192.0.2.53\n    loop\n" in up
+    assert up.startswith(closed)
+    rest = up[len(closed) :]
+    assert rest.startswith(".:5353 {\n") and "    forward . 192.0.2.53\n    loop\n" in rest
+    # health and ready are process-wide: once
+    assert up.count("health") == 1 and up.count("ready") == 1
 
 
 def test_check_pod_golden(example_site: Site) -> None:

@@ -11,11 +11,12 @@ Which server runs (``DnsOptions.server``; ``auto`` is the default):
   ``coredns-1.15.0``, kubeprem.images), and on any release whose site
   ``images:`` list names a CoreDNS image (a reference whose last path part is
   ``coredns``, e.g. ``registry.k8s.io/coredns/coredns:v1.11.1`` with its
-  archive), which is then used as is. Corefile: the ``kubernetes`` plugin
-  for the site's domain and the reverse zones of the service and pod
-  networks, ``pods insecure``, ``cache``, ``health`` (with lame duck) and
-  ``ready`` endpoints, Prometheus metrics on 9153, ``reload`` of the
-  Corefile; ``forward`` and ``loop`` only when upstream servers are given.
+  archive), which is then used as is. Corefile: one server block for the
+  site's domain and the reverse zones of the service and pod networks
+  (the ``kubernetes`` plugin, ``pods insecure``, ``cache``, ``health`` with
+  lame duck and ``ready`` endpoints, Prometheus metrics on 9153, ``reload``
+  of the Corefile); a ``.`` block with ``forward`` and ``loop`` only when
+  upstream servers are given.
 - ``dnsmasq`` -- the legacy 1.20 path (binaries from Debian sources) and the
   past rows without a CoreDNS image. The catalogue's ``cluster-dns`` image
   (dnsmasq and python3 from Debian) runs two containers: dnsmasq, and
@@ -35,8 +36,8 @@ image beside CoreDNS), Service ``kube-dns`` at
 ``site.network.cluster_dns`` (the kubelets' ``clusterDNS``) on 53/UDP and
 53/TCP. Same names and selector for both, so switching server is an in-place
 update. Names outside the cluster domain go to ``DnsOptions.upstream`` when
-given, and are never forwarded otherwise (air-gapped): dnsmasq refuses
-them, CoreDNS answers SERVFAIL (no plugin of the chain serves them).
+given, and are never forwarded otherwise (air-gapped): both servers
+answer them REFUSED.
 """
 
 from __future__ import annotations
@@ -148,30 +149,43 @@ def reverse_zones(site: Site) -> list[str]:
 
 
 def corefile(site: Site, options: DnsOptions = DnsOptions()) -> str:
-    """One server block on 5353 for every zone. Without upstream servers no
-    plugin serves names outside the cluster's zones (SERVFAIL, nothing
-    leaves the cluster); ``loop`` only guards forwarding, so it comes with
-    ``forward``. Plugin order is CoreDNS's own (plugin.cfg), not this text's."""
+    """A server block on 5353 for the cluster's zones only (the domain and the
+    reverse zones of the service and pod networks): CoreDNS answers REFUSED,
+    without logging an error, to a name of no block, as dnsmasq does here, so
+    nothing leaves the cluster. Upstream servers add a ``.`` block that
+    forwards, with ``loop`` (which only guards forwarding). Plugin order is
+    CoreDNS's own (plugin.cfg), not this text's; ``health`` and ``ready``
+    are process-wide, in the first block only."""
     domain = site.cluster.domain
-    forward = f"    forward . {' '.join(options.upstream)}\n    loop\n" if options.upstream else ""
-    return (
-        f".:{PORT} {{\n"
+    zones = [domain, *reverse_zones(site)]
+    text = (
+        " ".join(f"{z}:{PORT}" for z in zones) + " {\n"
         "    errors\n"
         "    health {\n"
         "        lameduck 5s\n"
         "    }\n"
         "    ready\n"
-        f"    kubernetes {domain} {' '.join(reverse_zones(site))} {{\n"
+        f"    kubernetes {' '.join(zones)} {{\n"
         "        pods insecure\n"
         "        ttl 30\n"
         "    }\n"
         "    prometheus :9153\n"
-        f"{forward}"
         "    cache 30\n"
         "    reload\n"
         "    loadbalance\n"
         "}\n"
     )
+    if options.upstream:
+        text += (
+            f".:{PORT} {{\n"
+            "    errors\n"
+            f"    forward . {' '.join(options.upstream)}\n"
+            "    loop\n"
+            "    prometheus :9153\n"
+            "    cache 30\n"
+            "}\n"
+        )
+    return text
 
 
 def dnsmasq_args(site: Site, options: DnsOptions = DnsOptions()) -> list[str]:
@@ -343,7 +357,8 @@ def _coredns_containers(image: str, watch_image: str | None) -> list[Obj]:
     watch = b.Container(
         name="peer-watch",
         image=watch_image,
-        resources=b.Resources("20m", "32Mi"),
+        # python3 with the pod list: 27 MiB resident on the lab
+        resources=b.Resources("20m", "48Mi"),
         command=(
             "/usr/bin/python3",
             f"{SCRIPT_DIR}/{PEER_WATCH}",
