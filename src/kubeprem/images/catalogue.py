@@ -257,6 +257,8 @@ CATALOGUE: tuple[ImageSpec, ...] = (
         tag="2.90-bookworm",
         contains="dnsmasq and python3: the lab's cluster DNS (no CoreDNS in Debian)",
         source="apt",
+        # (contains: the lab ran it before CoreDNS was built; the text is part of
+        # the image's key and labels, so it stays until the image changes anyway)
         # dnsmasq-base is the binary alone (the dnsmasq package adds an init
         # script and a system service); python3 runs kubeprem's controller,
         # which the pod mounts from a ConfigMap (kubeprem.addons.dns)
