@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from kubeprem.addons import dns
 from kubeprem.cli.main import main
 from kubeprem.site import LoadedSite, load_site
 from tests.integration.realcluster import artifact, wait_for
@@ -226,6 +227,67 @@ def test_pods_on_different_workers_reach_each_other_and_the_service(cluster: Clu
         seen.add(out.stdout.strip())
     names = {name for name, _ in by_node.values()}
     assert seen <= names and len(seen) >= 2, seen  # the Service spreads over pods on several nodes
+
+
+DNS_STATEFUL = """
+apiVersion: v1
+kind: Service
+metadata: {name: dnsweb, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: dnsweb}
+  ports: [{port: 8080}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: dnsweb, namespace: default}
+spec:
+  serviceName: dnsweb
+  replicas: 2
+  selector: {matchLabels: {app: dnsweb}}
+  template:
+    metadata: {labels: {app: dnsweb}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: web
+        image: kubeprem.local/busybox:1.35.0-bookworm
+        imagePullPolicy: Never
+        command: ["/bin/busybox", "sleep", "3600"]
+"""
+
+
+def test_coredns_resolves_statefulset_pods_and_forwards_nothing(cluster: Cluster) -> None:
+    """On 1.37 the cluster DNS is CoreDNS (the catalogue's image): a pod
+    resolves a StatefulSet pod as <pod>.<svc>.<ns>.svc.<domain>, and a name
+    outside the cluster is refused, not forwarded anywhere (air-gapped)."""
+    deploy = json.loads(
+        cluster.kubectl(
+            "get", "deployment", "cluster-dns", "-n", "kube-system", "-o", "json"
+        ).stdout
+    )
+    assert deploy["metadata"]["annotations"]["kubeprem.io/dns-server"] == "coredns"
+    images = [c["image"] for c in deploy["spec"]["template"]["spec"]["containers"]]
+    assert images[0] == "kubeprem.local/coredns:1.15.0-bookworm", images
+    assert cluster.kubectl("apply", "-f", "-", stdin=DNS_STATEFUL).returncode == 0
+    wait_for(
+        lambda: (
+            cluster.kubectl("rollout", "status", "statefulset/dnsweb", "--timeout=5s").returncode
+            == 0
+        ),
+        180,
+        "the dnsweb StatefulSet",
+    )
+    ip = cluster.kubectl("get", "pod", "dnsweb-1", "-o", "jsonpath={.status.podIP}").stdout.strip()
+    assert ip
+    name = "dnsweb-1.dnsweb.default.svc.cluster.local"
+    out = cluster.kubectl("exec", "dnsweb-0", "--", "/bin/busybox", "nslookup", name)
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    assert dns.lookup_result(out.stdout, ip) is not None, out.stdout
+    outside = cluster.kubectl("exec", "dnsweb-0", "--", "/bin/busybox", "nslookup", "example.com.")
+    said = outside.stdout + outside.stderr
+    assert "REFUSED" in said and "Name:" not in said, said
+    cluster.kubectl("delete", "-f", "-", "--wait=false", stdin=DNS_STATEFUL)
 
 
 def test_second_apply_changes_nothing(cluster: Cluster, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,6 +4,7 @@ controller's hosts file from API JSON, its DNS packets, and the check."""
 from __future__ import annotations
 
 import asyncio
+import re
 import struct
 
 import pytest
@@ -20,38 +21,92 @@ from tests.conftest import assert_golden, site_with_version
 COREDNS = "registry.k8s.io/coredns/coredns:v1.11.1"
 
 
-def with_images(*names: str, version: str = "1.20.2") -> Site:
-    text = example_text().replace(
-        'kubernetes_version: "1.20.2"', f'kubernetes_version: "{version}"'
+def with_images(*names: str, version: str = "1.37.2") -> Site:
+    """The example at ``version`` with the site's own image archives ``names``."""
+    text = re.sub(
+        r'kubernetes_version: "[0-9.]+"', f'kubernetes_version: "{version}"', example_text()
     )
     listing = "".join(f"\n  - name: {n}\n    archive: {n.rsplit('/', 1)[-1]}.tar" for n in names)
     if names:
         text = text.replace("images: []", f"images:{listing}\n#")
     site, _ = parse_site(text, "site.yaml")
+    assert site.cluster.version == version
     return site
 
 
-def test_server_auto_follows_the_sites_images(example_site: Site) -> None:
-    assert dns.server(example_site) == "dnsmasq"
-    assert dns.catalogue_images(example_site) == ("cluster-dns",)
-    site = with_images("mirror.example/pause:3.2", COREDNS)
-    assert dns.coredns_image(site) == COREDNS
-    assert dns.server(site) == "coredns" and dns.catalogue_images(site) == ()
-    assert dns.server(site, dns.DnsOptions(server="dnsmasq")) == "dnsmasq"
-    assert dns.coredns_image(with_images("coredns/coredns:1.8.0")) == "coredns/coredns:1.8.0"
-    assert dns.coredns_image(with_images("example/not-coredns:1")) is None
-    with pytest.raises(OperationError, match="needs a CoreDNS image"):
-        dns.server(example_site, dns.DnsOptions(server="coredns"))
+def test_server_auto_runs_coredns_from_the_catalogue_on_go_module_releases() -> None:
+    for version in ("1.35.4", "1.37.2"):
+        site = with_images(version=version)
+        assert dns.server(site) == "coredns"
+        # CoreDNS, and python3 for its peer-watch sidecar
+        assert dns.catalogue_images(site) == ("coredns", "cluster-dns")
+        assert dns.catalogue_images(site, dns.DnsOptions(replicas=1)) == ("coredns",)
+        assert dns.site_coredns_image(site) is None
+        assert dns.coredns_image(site) == "kubeprem.local/coredns:1.15.0-bookworm"
+        assert dns.coredns_image(site, {"coredns": "mirror.example/dns/coredns:1.15.0"}) == (
+            "mirror.example/dns/coredns:1.15.0"
+        )
+        # the operator may still choose the dnsmasq server
+        forced = dns.DnsOptions(server="dnsmasq")
+        assert dns.server(site, forced) == "dnsmasq"
+        assert dns.catalogue_images(site, forced) == ("cluster-dns",)
 
 
-def test_lab_manifests_golden(example_site: Site) -> None:
-    assert_golden("addons/dns-dnsmasq.yaml", dns.manifests_text(example_site))
+def test_server_auto_keeps_dnsmasq_on_the_legacy_release() -> None:
+    legacy = with_images(version="1.20.2")
+    assert dns.server(legacy) == "dnsmasq"
+    assert dns.catalogue_images(legacy) == ("cluster-dns",)
+    assert dns.coredns_image(legacy) is None
+    with pytest.raises(OperationError, match=r"needs a CoreDNS image.*not 1\.20\.2"):
+        dns.server(legacy, dns.DnsOptions(server="coredns"))
 
 
-def test_coredns_manifests_golden() -> None:
+def test_server_auto_follows_the_sites_own_coredns_image() -> None:
+    for version in ("1.20.2", "1.37.2"):
+        site = with_images("mirror.example/pause:3.2", COREDNS, version=version)
+        assert dns.site_coredns_image(site) == COREDNS == dns.coredns_image(site)
+        # the site's archive is imported with the others: only the sidecar's image
+        assert dns.server(site) == "coredns"
+        assert dns.catalogue_images(site) == ("cluster-dns",)
+        assert dns.server(site, dns.DnsOptions(server="dnsmasq")) == "dnsmasq"
+    assert dns.site_coredns_image(with_images("coredns/coredns:1.8.0")) == "coredns/coredns:1.8.0"
+    assert dns.site_coredns_image(with_images("example/not-coredns:1")) is None
+
+
+def test_legacy_manifests_golden() -> None:
+    site = with_images(version="1.20.2")
+    assert_golden("addons/dns-dnsmasq.yaml", dns.manifests_text(site))
+
+
+def test_coredns_manifests_golden(example_site: Site) -> None:
+    """The example (1.37.2): the catalogue's CoreDNS, air-gapped."""
+    assert dns.server(example_site) == "coredns"
+    assert_golden("addons/dns-coredns.yaml", dns.manifests_text(example_site))
+
+
+def test_coredns_with_upstream_and_the_sites_image_golden() -> None:
     site = with_images(COREDNS, version="1.37.2")
     options = dns.DnsOptions(upstream=("192.0.2.53", "192.0.2.54"))
-    assert_golden("addons/dns-coredns.yaml", dns.manifests_text(site, options))
+    assert_golden("addons/dns-coredns-upstream.yaml", dns.manifests_text(site, options))
+
+
+def test_corefile_serves_the_cluster_zones_and_forwards_only_with_upstream(
+    example_site: Site,
+) -> None:
+    closed = dns.corefile(example_site)
+    zones = "cluster.local 0.32.10.in-addr.arpa 200.10.in-addr.arpa"
+    # no "." block: CoreDNS refuses names of no block, nothing is forwarded
+    assert closed.startswith(
+        "cluster.local:5353 0.32.10.in-addr.arpa:5353 200.10.in-addr.arpa:5353 {\n"
+    )
+    assert f"    kubernetes {zones} {{\n" in closed
+    assert ".:5353" not in closed and "forward" not in closed and "loop" not in closed
+    up = dns.corefile(example_site, dns.DnsOptions(upstream=("192.0.2.53",)))
+    assert up.startswith(closed)
+    rest = up[len(closed) :]
+    assert rest.startswith(".:5353 {\n") and "    forward . 192.0.2.53\n    loop\n" in rest
+    # health and ready are process-wide: once
+    assert up.count("health") == 1 and up.count("ready") == 1
 
 
 def test_check_pod_golden(example_site: Site) -> None:
@@ -60,13 +115,68 @@ def test_check_pod_golden(example_site: Site) -> None:
 
 @pytest.mark.parametrize("server", ["dnsmasq", "coredns"])
 def test_audit_clean(server: str) -> None:
-    site = with_images(COREDNS) if server == "coredns" else with_images()
-    objects = [*dns.manifests(site), dns.check_pod(site)]
-    assert [f for f in audit_objects(objects) if f.accepted is None] == []
+    sites = (
+        [with_images(), with_images(COREDNS)]
+        if server == "coredns"
+        else [with_images(version="1.20.2")]
+    )
+    for site in sites:
+        assert dns.server(site) == server
+        objects = [*dns.manifests(site), dns.check_pod(site)]
+        assert [f for f in audit_objects(objects) if f.accepted is None] == []
 
 
-def test_manifest_shape(example_site: Site) -> None:
+def test_coredns_manifest_shape(example_site: Site) -> None:
     objs = {o["kind"]: o for o in dns.manifests(example_site)}
+    rules = objs["ClusterRole"]["rules"]
+    assert {
+        "apiGroups": ["discovery.k8s.io"],
+        "resources": ["endpointslices"],
+        "verbs": ["list", "watch"],
+    } in rules
+    assert {
+        "apiGroups": [""],
+        "resources": ["endpoints", "services", "pods", "namespaces"],
+        "verbs": ["list", "watch"],
+    } in rules
+    deployment = objs["Deployment"]
+    assert deployment["metadata"]["annotations"]["kubeprem.io/dns-server"] == "coredns"
+    pod = deployment["spec"]["template"]["spec"]
+    coredns, watch = pod["containers"]
+    assert coredns["image"] == "kubeprem.local/coredns:1.15.0-bookworm"
+    assert "command" not in coredns  # the image's /coredns
+    assert coredns["args"] == ["-conf", "/etc/coredns/Corefile"]
+    assert {p["containerPort"] for p in coredns["ports"]} == {5353, 9153}
+    assert pod["securityContext"]["runAsUser"] == 65534 and pod["dnsPolicy"] == "Default"
+    # the peer-watch sidecar probes the peers' TCP 5353 and may delete them
+    assert watch["image"] == "kubeprem.local/cluster-dns:2.90-bookworm"
+    assert watch["command"][1] == "/opt/cluster-dns/peer_watch.py"
+    assert "--port=5353" in watch["command"] and "--selector=k8s-app=kube-dns" in watch["command"]
+    assert objs["Role"]["rules"] == [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]}
+    ]
+    assert objs["ConfigMap"]["data"] == {
+        "Corefile": dns.corefile(example_site),
+        "peer_watch.py": dns.peer_watch_source(),
+    }
+    assert objs["Service"]["spec"]["clusterIP"] == "10.32.0.10"
+    # the pod's digest follows the Corefile: a changed Corefile rolls the pods
+    other = dns.manifests(example_site, dns.DnsOptions(upstream=("192.0.2.53",)))
+    digest = next(o for o in other if o["kind"] == "Deployment")["spec"]["template"]["metadata"]
+    key = "kubeprem.io/config-sha256"
+    assert (
+        digest["annotations"][key] != deployment["spec"]["template"]["metadata"]["annotations"][key]
+    )
+    # one replica: no peer, so no sidecar, no deletion right, no python3 image
+    single = {o["kind"]: o for o in dns.manifests(example_site, dns.DnsOptions(replicas=1))}
+    assert "Role" not in single and "RoleBinding" not in single
+    (alone,) = single["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert alone["name"] == "coredns"
+    assert set(single["ConfigMap"]["data"]) == {"Corefile"}
+
+
+def test_dnsmasq_manifest_shape(example_site: Site) -> None:
+    objs = {o["kind"]: o for o in dns.manifests(example_site, dns.DnsOptions(server="dnsmasq"))}
     assert objs["Service"]["spec"]["clusterIP"] == "10.32.0.10"
     assert {(p["port"], p["protocol"]) for p in objs["Service"]["spec"]["ports"]} == {
         (53, "UDP"),
@@ -88,8 +198,6 @@ def test_manifest_shape(example_site: Site) -> None:
     assert objs["RoleBinding"]["subjects"][0]["name"] == "cluster-dns"
     args = objs["Deployment"]["spec"]["template"]["spec"]["containers"][1]["args"]
     assert "--peer-label=k8s-app=kube-dns" in args and "--peer-failures=4" in args
-    coredns = {o["kind"] for o in dns.manifests(with_images(COREDNS))}
-    assert "Role" not in coredns
     pod = objs["Deployment"]["spec"]["template"]["spec"]
     assert objs["Deployment"]["spec"]["replicas"] == 2
     assert pod["dnsPolicy"] == "Default" and pod["securityContext"]["runAsNonRoot"] is True
@@ -303,3 +411,12 @@ def test_dns_check_fails_with_the_answer(example_site: Site) -> None:
         asyncio.run(dns.dns_check(fake, example_site))
     assert "did not resolve kubernetes.default.svc.cluster.local to 10.32.0.1" in str(err.value)
     assert [c[3] for c in fake.commands()][-1] == "delete"
+
+
+def test_apply_imports_the_dns_servers_image_with_the_base_images() -> None:
+    from kubeprem.workflows.apply import base_images
+
+    assert base_images(with_images()) == ("pause", "busybox", "coredns", "cluster-dns")
+    assert base_images(with_images(version="1.20.2")) == ("pause", "busybox", "cluster-dns")
+    # the site's own CoreDNS archive is imported as one of its images
+    assert base_images(with_images(COREDNS)) == ("pause", "busybox", "cluster-dns")

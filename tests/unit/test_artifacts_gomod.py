@@ -183,3 +183,34 @@ def test_current_releases_are_built_from_go_modules() -> None:
         row = TABLE[(a, b)]
         assert row.containerd_config_version == 3
         assert row.etcd_feature_gates and row.kubelet_fail_cgroup_v1
+
+
+def test_coredns_is_built_for_its_image_from_the_pinned_module(tmp_path: Path) -> None:
+    b = gomod.image_build("coredns", "1.15.0")
+    assert b.folder == "coredns-1.15.0" and b.folder in gomod.pinned_folders()
+    assert "tool github.com/coredns/coredns" in gomod.module_files(b.folder)["go.mod"].decode()
+    argv = b.argv(tmp_path, "/usr/local/go/bin/go")
+    assert argv[argv.index("-ldflags") + 1] == "-s -w"
+    assert argv[-1] == "github.com/coredns/coredns" and "-trimpath" in argv
+    assert gomod.exe_name(b.packages["coredns"]) == "coredns"
+    env = gomod.build_env(tmp_path, b, {})
+    assert env["CGO_ENABLED"] == "0" and env["GOTOOLCHAIN"] == "local"
+    # an image's build is no artifact pushed to the machines
+    assert all(c.name != "coredns" for c in art.mirror_components("1.37.2"))
+    with pytest.raises(InputError, match=r"no Go build module coredns-9\.9\.9"):
+        gomod.image_build("coredns", "9.9.9")
+
+
+def test_image_build_key_follows_the_module_and_the_toolchain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    b = gomod.image_build("coredns", "1.15.0")
+    monkeypatch.setattr(gomod, "_go_version", lambda go: (1, 26, 8))
+    key = gomod.build_key(b, "go")
+    assert key["go"] == "1.26.8" and key["ldflags"] == "-s -w"
+    assert set(key) >= {"go.mod", "go.sum"}
+    monkeypatch.setattr(gomod, "_go_version", lambda go: (1, 26, 9))
+    assert gomod.build_key(b, "go") != key
+    files = gomod.module_files(b.folder)
+    monkeypatch.setattr(gomod, "module_files", lambda folder: {**files, "go.sum": b"changed\n"})
+    assert gomod.build_key(b, "go")["go.sum"] != key["go.sum"]

@@ -29,10 +29,17 @@ def test_catalogue_is_consistent() -> None:
         assert all(p.split("/")[1] in ("tcp", "udp") for p in s.ports), s.name
         if s.source != "pause":
             assert s.tag.endswith("-bookworm"), s.name
+        if s.source == "go":
+            # the tag states the build module's version; the base is Debian's files
+            assert s.go_build is not None and s.version_of == s.go_build[0], s.name
+            assert s.tag == f"{s.go_build[1]}-bookworm", s.name
+            assert s.files and s.user == "65534:65534", s.name
+        elif s.source != "pause":
             assert s.version_of in s.packages, s.name
     assert by_name("redis").user == "redis" and by_name("postgresql").user == "postgres"
     assert "redis-sentinel" in by_name("redis").packages
     assert by_name("busybox").entrypoint == ("/bin/busybox",)
+    assert by_name("coredns").entrypoint == ("/coredns",)
 
 
 def test_refs_pause_follows_the_kubernetes_version(example_site: Site) -> None:

@@ -1,33 +1,43 @@
-"""Cluster DNS: CoreDNS where the site has it, kubeprem's dnsmasq server elsewhere.
+"""Cluster DNS: CoreDNS on current releases, kubeprem's dnsmasq server on the legacy one.
 
 Called by the apply workflow's ``cluster-dns`` phase (``deploy``), by tests
 (``manifests``) and by the lab test in CI (``dns_check``).
 
 Which server runs (``DnsOptions.server``; ``auto`` is the default):
 
-- ``coredns`` -- real clusters. Chosen by ``auto`` when the site's
+- ``coredns`` -- chosen by ``auto`` for every release kubeprem builds from
+  Go modules (``features(site).go_modules``: 1.35 to 1.37), with the
+  catalogue's ``coredns`` image (CoreDNS built from the pinned module
+  ``coredns-1.15.0``, kubeprem.images), and on any release whose site
   ``images:`` list names a CoreDNS image (a reference whose last path part is
   ``coredns``, e.g. ``registry.k8s.io/coredns/coredns:v1.11.1`` with its
-  archive); that reference is used as is. Corefile: the ``kubernetes``
-  plugin for the site's domain and the reverse zones, ``pods insecure``,
-  cache, health and ready endpoints, Prometheus metrics on 9153.
-- ``dnsmasq`` -- the lab, and any site without a CoreDNS image (none can be
-  had from Debian). The catalogue's ``cluster-dns`` image (dnsmasq and
-  python3 from Debian) runs two containers: dnsmasq, and kubeprem's
-  controller (``cluster_dns.py``, mounted from a ConfigMap) that lists
-  Services, Endpoints and Pods every 2 s and writes the hosts file dnsmasq
-  watches. Names as with CoreDNS: ``<svc>.<ns>.svc.<domain>``, every ready
-  pod of a headless Service under its name, StatefulSet pods as
+  archive), which is then used as is. Corefile: one server block for the
+  site's domain and the reverse zones of the service and pod networks
+  (the ``kubernetes`` plugin, ``pods insecure``, ``cache``, ``health`` with
+  lame duck and ``ready`` endpoints, Prometheus metrics on 9153, ``reload``
+  of the Corefile); a ``.`` block with ``forward`` and ``loop`` only when
+  upstream servers are given.
+- ``dnsmasq`` -- the legacy 1.20 path (binaries from Debian sources) and the
+  past rows without a CoreDNS image. The catalogue's ``cluster-dns`` image
+  (dnsmasq and python3 from Debian) runs two containers: dnsmasq, and
+  kubeprem's controller (``cluster_dns.py``, mounted from a ConfigMap) that
+  lists Services, Endpoints and Pods every 2 s and writes the hosts file
+  dnsmasq watches. Names as with CoreDNS: ``<svc>.<ns>.svc.<domain>``, every
+  ready pod of a headless Service under its name, StatefulSet pods as
   ``<pod>.<svc>.<ns>.svc.<domain>``, pods as ``<a-b-c-d>.<ns>.pod.<domain>``.
   No SRV records and no ExternalName Services.
 
-Both: Deployment ``cluster-dns`` in kube-system (2 replicas, preferred
-anti-affinity over the workers, PodDisruptionBudget, probes, resources, no
-root, no added capabilities: the servers listen on 5353), Service
-``kube-dns`` at ``site.network.cluster_dns`` (the kubelets' ``clusterDNS``)
-on 53/UDP and 53/TCP. Same names and selector for both, so switching server
-is an in-place update. Names outside the cluster domain go to
-``DnsOptions.upstream`` when given, and are refused otherwise (air-gapped).
+Both: Deployment ``cluster-dns`` in kube-system (2 replicas, spread over the
+workers, PodDisruptionBudget, probes, resources, no root, no added
+capabilities: the servers listen on 5353; with more than one replica the
+pods delete a peer that stopped answering, ``peer_watch.py``: in the
+dnsmasq controller, and as a ``peer-watch`` sidecar of the ``cluster-dns``
+image beside CoreDNS), Service ``kube-dns`` at
+``site.network.cluster_dns`` (the kubelets' ``clusterDNS``) on 53/UDP and
+53/TCP. Same names and selector for both, so switching server is an in-place
+update. Names outside the cluster domain go to ``DnsOptions.upstream`` when
+given, and are never forwarded otherwise (air-gapped): both servers
+answer them REFUSED.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ from kubeprem.addons import cluster_dns as controller
 from kubeprem.addons import peer_watch
 from kubeprem.addons.kubectl import Obj, apply_objects, rollout
 from kubeprem.apps import base as b
+from kubeprem.components.versions import features
 from kubeprem.errors import OperationError
 from kubeprem.images.builder import image_refs
 from kubeprem.site.model import Site
@@ -57,7 +68,8 @@ NAMESPACE = "kube-system"
 NAME = "cluster-dns"
 SERVICE = "kube-dns"  # the name clients and tools expect (kubectl cluster-info, ...)
 ROLE = "kubeprem:cluster-dns"
-CATALOGUE_IMAGE = "cluster-dns"
+CATALOGUE_IMAGE = "cluster-dns"  # dnsmasq and the controller
+COREDNS_IMAGE = "coredns"  # CoreDNS built from its pinned Go module
 PORT = 5353  # inside the pod: no root, no NET_BIND_SERVICE
 HEALTH_PORT = 8081
 HOSTS_DIR = "/run/cluster-dns/hosts"
@@ -71,6 +83,7 @@ RUN_AS = 65534  # nobody, in Debian's images and CoreDNS's alike
 # unanswered probes (two a second) before a controller deletes a peer DNS pod
 # that still sits in the Service's endpoints: its machine is likely off
 PEER_FAILURES = 4
+PEER_WATCH_HEALTH = 8406  # CoreDNS's peer-watch sidecar: /health
 
 
 @dataclass(frozen=True)
@@ -83,8 +96,8 @@ class DnsOptions:
     replicas: int = 2
 
 
-def coredns_image(site: Site) -> str | None:
-    """The site's CoreDNS image reference, if its image list names one."""
+def site_coredns_image(site: Site) -> str | None:
+    """The site's own CoreDNS image reference, if its image list names one."""
     for image in site.images:
         repository = image.name.split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]
         if repository == "coredns":
@@ -92,20 +105,40 @@ def coredns_image(site: Site) -> str | None:
     return None
 
 
+def coredns_image(site: Site, refs: dict[str, str] | None = None) -> str | None:
+    """The CoreDNS image the site runs: its own when its images: list names
+    one, else the catalogue's on releases built from Go modules (kubeprem
+    builds CoreDNS from its pinned module there); None on the other rows.
+    ``refs``: catalogue image references (``image_refs(site)`` by default)."""
+    own = site_coredns_image(site)
+    if own is not None:
+        return own
+    if features(site).go_modules:
+        return (refs or image_refs(site))[COREDNS_IMAGE]
+    return None
+
+
 def server(site: Site, options: DnsOptions = DnsOptions()) -> Server:
+    have_coredns = coredns_image(site) is not None
     if options.server != "auto":
-        if options.server == "coredns" and coredns_image(site) is None:
+        if options.server == "coredns" and not have_coredns:
             raise OperationError(
-                "cluster DNS: server coredns needs a CoreDNS image in the site's images: "
-                "list (e.g. registry.k8s.io/coredns/coredns:v1.11.1 with its archive)"
+                f"cluster DNS: server coredns needs a CoreDNS image: kubeprem builds one for "
+                f"releases built from Go modules, not {site.cluster.version}; name one in the "
+                "site's images: list (e.g. registry.k8s.io/coredns/coredns:v1.11.1 with its archive)"
             )
         return options.server
-    return "coredns" if coredns_image(site) is not None else "dnsmasq"
+    return "coredns" if have_coredns else "dnsmasq"
 
 
 def catalogue_images(site: Site, options: DnsOptions = DnsOptions()) -> tuple[str, ...]:
-    """The catalogue images apply must import for cluster DNS."""
-    return (CATALOGUE_IMAGE,) if server(site, options) == "dnsmasq" else ()
+    """The catalogue images apply must import for cluster DNS: CoreDNS's
+    (unless the site brings its own) and, with more than one replica, the
+    ``cluster-dns`` image its peer-watch sidecar runs (python3); dnsmasq's."""
+    if server(site, options) == "dnsmasq":
+        return (CATALOGUE_IMAGE,)
+    own = () if site_coredns_image(site) is not None else (COREDNS_IMAGE,)
+    return own + ((CATALOGUE_IMAGE,) if options.replicas > 1 else ())
 
 
 def reverse_zones(site: Site) -> list[str]:
@@ -116,27 +149,43 @@ def reverse_zones(site: Site) -> list[str]:
 
 
 def corefile(site: Site, options: DnsOptions = DnsOptions()) -> str:
+    """A server block on 5353 for the cluster's zones only (the domain and the
+    reverse zones of the service and pod networks): CoreDNS answers REFUSED,
+    without logging an error, to a name of no block, as dnsmasq does here, so
+    nothing leaves the cluster. Upstream servers add a ``.`` block that
+    forwards, with ``loop`` (which only guards forwarding). Plugin order is
+    CoreDNS's own (plugin.cfg), not this text's; ``health`` and ``ready``
+    are process-wide, in the first block only."""
     domain = site.cluster.domain
-    forward = f"    forward . {' '.join(options.upstream)}\n" if options.upstream else ""
-    return (
-        f".:{PORT} {{\n"
+    zones = [domain, *reverse_zones(site)]
+    text = (
+        " ".join(f"{z}:{PORT}" for z in zones) + " {\n"
         "    errors\n"
         "    health {\n"
         "        lameduck 5s\n"
         "    }\n"
         "    ready\n"
-        f"    kubernetes {domain} {' '.join(reverse_zones(site))} {{\n"
+        f"    kubernetes {' '.join(zones)} {{\n"
         "        pods insecure\n"
         "        ttl 30\n"
         "    }\n"
         "    prometheus :9153\n"
-        f"{forward}"
         "    cache 30\n"
-        "    loop\n"
         "    reload\n"
         "    loadbalance\n"
         "}\n"
     )
+    if options.upstream:
+        text += (
+            f".:{PORT} {{\n"
+            "    errors\n"
+            f"    forward . {' '.join(options.upstream)}\n"
+            "    loop\n"
+            "    prometheus :9153\n"
+            "    cache 30\n"
+            "}\n"
+        )
+    return text
 
 
 def dnsmasq_args(site: Site, options: DnsOptions = DnsOptions()) -> list[str]:
@@ -205,8 +254,9 @@ def _rbac(lbls: dict[str, str]) -> list[Obj]:
 
 
 def _peer_rbac(lbls: dict[str, str]) -> list[Obj]:
-    """The dnsmasq controller deletes a peer DNS pod that stopped answering
-    (kubeprem.addons.cluster_dns): pods of its own namespace only."""
+    """The dnsmasq controller, or CoreDNS's peer-watch sidecar, deletes a peer
+    DNS pod that stopped answering (kubeprem.addons.peer_watch): pods of its
+    own namespace only."""
     name = f"{ROLE}-peers"
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -284,11 +334,12 @@ def _dnsmasq_containers(site: Site, options: DnsOptions, image: str) -> list[Obj
     return [_hardened(dnsmasq), _hardened(ctl)]
 
 
-def _coredns_containers(image: str) -> list[Obj]:
+def _coredns_containers(image: str, watch_image: str | None) -> list[Obj]:
     c = b.Container(
         name="coredns",
         image=image,
-        resources=b.Resources("100m", "128Mi"),
+        # upstream's Deployment (coredns/deployment, kubeadm): 100m, 170Mi limit
+        resources=b.Resources("100m", "170Mi"),
         args=("-conf", "/etc/coredns/Corefile"),
         mounts=(b.Mount("config", "/etc/coredns", read_only=True),),
         readiness=b.Probe("http", "8181:/ready", period=5),
@@ -298,7 +349,31 @@ def _coredns_containers(image: str) -> list[Obj]:
         *_dns_ports(),
         {"name": "metrics", "containerPort": 9153, "protocol": "TCP"},
     ]
-    return [_hardened(c)]
+    if watch_image is None:
+        return [_hardened(c)]
+    # the dnsmasq controller's peer probing (peer_watch.py) as a sidecar: a
+    # DNS pod on a machine that went off leaves the Service in seconds, not
+    # after the node's 40 s grace period (docs/dns.md)
+    watch = b.Container(
+        name="peer-watch",
+        image=watch_image,
+        # python3 with the pod list: 27 MiB resident on the lab
+        resources=b.Resources("20m", "48Mi"),
+        command=(
+            "/usr/bin/python3",
+            f"{SCRIPT_DIR}/{PEER_WATCH}",
+            "--selector=" + ",".join(f"{k}={v}" for k, v in SELECTOR.items()),
+            f"--port={PORT}",
+            f"--failures={PEER_FAILURES}",
+            f"--health-port={PEER_WATCH_HEALTH}",
+        ),
+        ports=(("peer-health", PEER_WATCH_HEALTH),),
+        env=(b.env("PYTHONDONTWRITEBYTECODE", "1"),),
+        mounts=(b.Mount("config", SCRIPT_DIR, read_only=True),),
+        readiness=b.Probe("http", f"{PEER_WATCH_HEALTH}:/health", period=10),
+        liveness=b.Probe("http", f"{PEER_WATCH_HEALTH}:/health", period=10, failures=3),
+    ).to_dict()
+    return [_hardened(c), _hardened(watch)]
 
 
 def manifests(
@@ -311,10 +386,15 @@ def manifests(
     objs = _rbac(lbls)
     if kind == "coredns":
         objs[1]["rules"] = _coredns_rules(site)
-        image = coredns_image(site)
+        image = coredns_image(site, refs)
         assert image is not None
         data = {"Corefile": corefile(site, options)}
-        containers = _coredns_containers(image)
+        watch = options.replicas > 1  # a single pod has no peer to watch
+        if watch:
+            data[PEER_WATCH] = peer_watch_source()
+            objs += _peer_rbac(lbls)
+        watch_image = (refs or image_refs(site))[CATALOGUE_IMAGE] if watch else None
+        containers = _coredns_containers(image, watch_image)
         volume = b.volume_config("config", NAME)
     else:
         image = (refs or image_refs(site))[CATALOGUE_IMAGE]

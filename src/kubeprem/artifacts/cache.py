@@ -74,7 +74,8 @@ NODE_CNI_DIR = PurePosixPath("/opt/cni/bin")
 class Component:
     """A group of artifacts released together under one version."""
 
-    name: Literal["kubernetes", "etcd", "containerd", "runc", "cni-plugins"]
+    # coredns: built for its container image (kubeprem.images), not pushed as a file
+    name: Literal["kubernetes", "etcd", "containerd", "runc", "cni-plugins", "coredns"]
     version: str
     artifacts: tuple[str, ...]
     kind: Kind = "binary"

@@ -20,16 +20,18 @@ own module proxy. The module and build caches live under
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from kubeprem.artifacts.cache import (
     Component,
@@ -154,12 +156,21 @@ def _cni(c: Component) -> GoBuild:
     )
 
 
+def _coredns(c: Component) -> GoBuild:
+    # CoreDNS's version is a constant (coremain.CoreVersion); upstream stamps
+    # only the git commit, which a module build does not have
+    return GoBuild(
+        c, "github.com/coredns/coredns", {b: "github.com/coredns/coredns" for b in c.artifacts}
+    )
+
+
 BUILDERS = {
     "kubernetes": _kubernetes,
     "etcd": _etcd,
     "containerd": _containerd,
     "runc": _runc,
     "cni-plugins": _cni,
+    "coredns": _coredns,
 }
 
 
@@ -297,33 +308,81 @@ def run_build(
         shutil.rmtree(work, ignore_errors=True)
 
 
+def toolchain(builds: Sequence[GoBuild]) -> str:
+    """The Go toolchain that can build every one of ``builds`` (their go.mod ``go`` lines)."""
+    needs = [go_requirement(module_files(b.folder)["go.mod"].decode()) for b in builds]
+    return find_go(max((n for n in needs if n is not None), default=(1, 0, 0)))
+
+
+def _log_dir(cache_dir: Path) -> Path:
+    logs = cache_dir / "go" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs
+
+
+def image_build(name: Literal["coredns"], version: str) -> GoBuild:
+    """The build of a command that goes into a container image rather than
+    onto the machines (CoreDNS; kubeprem.images.builder, source ``go``)."""
+    build = BUILDERS[name](Component(name, version, (name,)))
+    if build.folder not in pinned_folders():
+        raise InputError(
+            f"kubeprem pins no Go build module {build.folder}; pinned: {', '.join(pinned_folders())}"
+        )
+    return build
+
+
+def build_key(build: GoBuild, go: str) -> dict[str, str]:
+    """What decides the bytes ``build`` produces: its go.mod and go.sum, the
+    flags and the toolchain's version (for the image cache's key)."""
+    files = module_files(build.folder)
+    have = _go_version(go)
+    return {
+        **{name: hashlib.sha256(data).hexdigest() for name, data in files.items()},
+        "ldflags": build.ldflags(),
+        "tags": ",".join(build.tags),
+        "cgo": str(build.cgo),
+        "go": ".".join(map(str, have)) if have else go,
+    }
+
+
+def build_commands(
+    build: GoBuild, go: str, cache_dir: Path, out_dir: Path, progress: Progress
+) -> dict[str, Path]:
+    """Build ``build``'s commands into ``out_dir`` (caches under
+    ``<cache_dir>/go``); artifact name -> the built file."""
+    (cache_dir / "go").mkdir(parents=True, exist_ok=True)
+    log = _log_dir(cache_dir) / f"{build.folder}.log"
+    progress(f"building {build.folder}: {', '.join(build.packages)}")
+    run_build(build, go, cache_dir, out_dir, log, progress)
+    out: dict[str, Path] = {}
+    for name, package in build.packages.items():
+        built = out_dir / exe_name(package)
+        if not built.is_file():
+            raise OperationError(f"building {build.folder}: go build wrote no {built}")
+        out[name] = built
+    return out
+
+
 def gather_all(
     version: str, cache_dir: Path, staging: Path, progress: Progress
 ) -> dict[str, Entry]:
     """Build every artifact of ``version`` and copy it into ``staging``."""
     check_version(version)
     builds = builds_for(version)
-    needs = [go_requirement(module_files(b.folder)["go.mod"].decode()) for b in builds]
-    go = find_go(max((n for n in needs if n is not None), default=(1, 0, 0)))
+    go = toolchain(builds)
     (cache_dir / "go").mkdir(parents=True, exist_ok=True)
-    logs = cache_dir / "go" / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
     entries: dict[str, Entry] = {}
     out_root = Path(tempfile.mkdtemp(prefix="out-", dir=cache_dir / "go"))
     try:
         for b in builds:
             out_dir = out_root / b.folder
             out_dir.mkdir()
-            progress(f"building {b.folder}: {', '.join(b.packages)}")
-            run_build(b, go, cache_dir, out_dir, logs / f"{b.folder}.log", progress)
+            # go build names the etcd server after its package: "server"
+            built = build_commands(b, go, cache_dir, out_dir, progress)
             for spec in specs_of((b.component,)):
                 package = b.packages[spec.name]
-                # go build names the etcd server after its package: "server"
-                built = out_dir / exe_name(package)
-                if not built.is_file():
-                    raise OperationError(f"building {b.folder}: go build wrote no {built}")
                 source = f"built from Go module {b.module}@v{b.version} ({package})"
-                entries[spec.name] = install_file(staging, spec, built, source)
+                entries[spec.name] = install_file(staging, spec, built[spec.name], source)
     finally:
         shutil.rmtree(out_root, ignore_errors=True)
     progress(f"built {len(entries)} files into the cache")

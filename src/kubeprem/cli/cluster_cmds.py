@@ -24,10 +24,6 @@ from kubeprem.workflows import status as st
 from kubeprem.workflows.execute import ProgressEvent
 from kubeprem.workflows.hosts import connected, round_trips
 
-# Images every cluster needs: the sandbox (pause), the smoke test's busybox and
-# the lab's cluster DNS (kubeprem.addons.dns.catalogue_images).
-BASE_IMAGES = ("pause", "busybox", "cluster-dns")
-
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -99,15 +95,16 @@ def cluster_artifacts(loaded: LoadedSite) -> ArtifactSet:
 def cluster_images(loaded: LoadedSite) -> list[ImageArchive]:
     """The archives of the images every cluster needs (pause, DNS, smoke), built when missing."""
     site = loaded.site
+    names = list(wf.base_images(site))
     try:
-        return image_archives(site, site_dir=loaded.path.parent, names=list(BASE_IMAGES))
+        return image_archives(site, site_dir=loaded.path.parent, names=names)
     except InputError:
         build_images(
-            list(BASE_IMAGES),
+            names,
             site=site,
             progress=lambda m: console_err.print(f"images: {escape(m)}"),
         )
-        return image_archives(site, site_dir=loaded.path.parent, names=list(BASE_IMAGES))
+        return image_archives(site, site_dir=loaded.path.parent, names=names)
 
 
 def _print_plan(cplan: wf.ClusterPlan, verbose: bool, *, to_stderr: bool = False) -> None:

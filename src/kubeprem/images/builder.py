@@ -19,7 +19,9 @@ Cache layout (outside the repository; ``KUBEPREM_IMAGES_CACHE`` or
 An archive is reused while its key is unchanged: the key hashes the catalogue
 entry, the reference, the base layer's digest and the exact package versions
 ``apt-get install --simulate`` picks (for pause: pause.c and gcc's version;
-for busybox: the busybox-static version).
+for busybox: the busybox-static version; for a ``go`` image: its build
+module's go.mod and go.sum, flags and Go version, and its base files).
+The ``go`` images' module and build caches are the artifacts' (``~/.cache/kubeprem/go``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from kubeprem.artifacts import gomod
+from kubeprem.artifacts.cache import default_cache_dir
 from kubeprem.errors import InputError, OperationError, PrerequisiteError
 from kubeprem.images import rootfs
 from kubeprem.images.archive import (
@@ -202,8 +206,12 @@ class Builder:
         kubernetes_src: Path | None = None,
         progress: Progress = _quiet,
         detail: Progress = _quiet,
+        go_cache: Path | None = None,
     ) -> None:
         self.cache = cache or default_cache()
+        # the Go module and build caches live under <go_cache>/go, shared with
+        # the cluster's binaries (kubeprem.artifacts.gomod)
+        self.go_cache = go_cache or default_cache_dir()
         self.kubernetes_src = kubernetes_src
         self.progress = progress
         self.detail = detail
@@ -288,6 +296,8 @@ class Builder:
             key, versions, make = self._pause(spec, ref)
         elif spec.source == "file":
             key, versions, make = self._files(spec, ref)
+        elif spec.source == "go":
+            key, versions, make = self._go(spec, ref)
         else:
             key, versions, make = self._apt(spec, ref)
         tar = self.archives / f"{spec.name}.tar"
@@ -372,7 +382,9 @@ class Builder:
             "~/.cache/kubeprem/src && apt-get source kubernetes`, or pass --kubernetes-src DIR"
         )
 
-    def _files(self, spec: ImageSpec, ref: str) -> tuple[str, dict[str, str], Maker]:
+    @staticmethod
+    def _host_packages(spec: ImageSpec) -> dict[str, str]:
+        """The installed versions of ``spec.packages`` on this machine."""
         versions: dict[str, str] = {}
         for package in spec.packages:
             res = subprocess.run(
@@ -387,6 +399,23 @@ class Builder:
                     f"machine: apt-get install {package}"
                 )
             versions[package] = res.stdout.strip()
+        return versions
+
+    @staticmethod
+    def _file_entries(files: Sequence[tuple[Path, str, int]]) -> list[Entry]:
+        """Layer entries for (source, image path, mode), with their folders."""
+        entries: dict[str, Entry] = {}
+        for src, dst, mode in files:
+            rel = dst.strip("/")
+            parts = rel.split("/")
+            for i in range(1, len(parts)):
+                d = "/".join(parts[:i])
+                entries[d] = Entry(d, "dir", 0o755)
+            entries[rel] = Entry(rel, "file", mode, source=src)
+        return list(entries.values())
+
+    def _files(self, spec: ImageSpec, ref: str) -> tuple[str, dict[str, str], Maker]:
+        versions = self._host_packages(spec)
         check_tag(spec, versions)
         hashes = {
             dst: hashlib.sha256(Path(src).read_bytes()).hexdigest() for src, dst in spec.files
@@ -394,16 +423,37 @@ class Builder:
         key = _key(BUILDER_VERSION, asdict(spec), ref, versions, hashes)
 
         def make(tmp: Path) -> tuple[list[Layer], str, dict[str, str]]:
-            entries: dict[str, Entry] = {}
-            for src, dst in spec.files:
-                rel = dst.strip("/")
-                parts = rel.split("/")
-                for i in range(1, len(parts)):
-                    d = "/".join(parts[:i])
-                    entries[d] = Entry(d, "dir", 0o755)
-                entries[rel] = Entry(rel, "file", 0o755, source=Path(src))
             layer = write_layer(
-                entries.values(), tmp / "layer.tar", f"{', '.join(spec.packages)} {versions}"
+                self._file_entries([(Path(src), dst, 0o755) for src, dst in spec.files]),
+                tmp / "layer.tar",
+                f"{', '.join(spec.packages)} {versions}",
+            )
+            return [layer], spec.user, versions
+
+        return key, versions, make
+
+    def _go(self, spec: ImageSpec, ref: str) -> tuple[str, dict[str, str], Maker]:
+        assert spec.go_build is not None, f"{spec.name}: source go names no go_build"
+        command, version = spec.go_build
+        build = gomod.image_build(command, version)
+        versions = {command: version, **self._host_packages(spec)}
+        check_tag(spec, versions)
+        go = gomod.toolchain([build])
+        hashes = {
+            dst: hashlib.sha256(Path(src).read_bytes()).hexdigest() for src, dst in spec.files
+        }
+        key = _key(BUILDER_VERSION, asdict(spec), ref, versions, hashes, gomod.build_key(build, go))
+
+        def make(tmp: Path) -> tuple[list[Layer], str, dict[str, str]]:
+            out = tmp / "go"
+            out.mkdir()
+            built = gomod.build_commands(build, go, self.go_cache, out, self.progress)
+            files = [(Path(src), dst, 0o644) for src, dst in spec.files]
+            layer = write_layer(
+                self._file_entries([*files, (built[command], f"/{command}", 0o755)]),
+                tmp / "layer.tar",
+                f"go build {build.module}@v{version} ({build.folder}/go.sum) on "
+                f"{', '.join(f'{p} {v}' for p, v in versions.items() if p != command)}",
             )
             return [layer], spec.user, versions
 

@@ -18,10 +18,16 @@ may rename the built ones (``registry`` prefix, or one reference per image).
   one layer (busybox: the static binary alone).
 - ``apt``: the shared debootstrap minbase layer, then one layer holding what
   ``apt-get install --no-install-recommends PACKAGES`` added to it.
+- ``go``: a command built from a Go build module kubeprem pins
+  (``kubeprem.artifacts.gomod``, as the cluster's binaries are: ``-trimpath``,
+  stripped, ``-mod=readonly``), static, on a base of a few files copied from
+  Debian packages installed on the build host (``files``: the user database,
+  CA certificates); one layer, no shell, no package manager.
 
-``version_of`` names the package whose upstream version the tag states; the
-builder refuses to build when Debian's version no longer matches the tag, so
-a tag never lies about what the image holds.
+``version_of`` names the package (for ``go``: the build module's command)
+whose upstream version the tag states; the builder refuses to build when
+that version no longer matches the tag, so a tag never lies about what the
+image holds.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Source = Literal["pause", "file", "apt"]
+Source = Literal["pause", "file", "apt", "go"]
 
 DEFAULT_REGISTRY = "kubeprem.local"
 SUITE = "bookworm"
@@ -62,10 +68,23 @@ class ImageSpec:
     force_remove: tuple[str, ...] = ()
     # image paths removed after installing (data a package's postinst created)
     remove: tuple[str, ...] = ()
+    # source="go": (command, version) of the pinned build module
+    # (kubeprem/artifacts/modules/<command>-<version>/), installed as /<command>
+    go_build: tuple[Literal["coredns"], str] | None = None
     notes: str = ""
 
     def default_ref(self, registry: str = DEFAULT_REGISTRY) -> str:
         return f"{registry}/{self.repository}:{self.tag}"
+
+
+# The base of the ``go`` images: Debian's master user and group files (user
+# nobody, 65534) and the CA bundle, for servers that talk TLS to an upstream.
+GO_BASE_PACKAGES = ("base-passwd", "ca-certificates")
+GO_BASE_FILES = (
+    ("/usr/share/base-passwd/passwd.master", "/etc/passwd"),
+    ("/usr/share/base-passwd/group.master", "/etc/group"),
+    ("/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/certs/ca-certificates.crt"),
+)
 
 
 CATALOGUE: tuple[ImageSpec, ...] = (
@@ -238,6 +257,8 @@ CATALOGUE: tuple[ImageSpec, ...] = (
         tag="2.90-bookworm",
         contains="dnsmasq and python3: the lab's cluster DNS (no CoreDNS in Debian)",
         source="apt",
+        # (contains: the lab ran it before CoreDNS was built; the text is part of
+        # the image's key and labels, so it stays until the image changes anyway)
         # dnsmasq-base is the binary alone (the dnsmasq package adds an init
         # script and a system service); python3 runs kubeprem's controller,
         # which the pod mounts from a ConfigMap (kubeprem.addons.dns)
@@ -248,6 +269,22 @@ CATALOGUE: tuple[ImageSpec, ...] = (
         user="nobody",
         ports=("5353/udp", "5353/tcp", "8081/tcp"),
         notes="arguments and the controller come from the pod; runs as nobody on port 5353",
+    ),
+    ImageSpec(
+        name="coredns",
+        repository="coredns",
+        tag="1.15.0-bookworm",
+        contains="CoreDNS built from its Go module (static, /coredns alone with passwd, group, CA bundle)",
+        source="go",
+        packages=GO_BASE_PACKAGES,
+        version_of="coredns",
+        go_build=("coredns", "1.15.0"),
+        files=GO_BASE_FILES,
+        entrypoint=("/coredns",),
+        user="65534:65534",
+        ports=("5353/udp", "5353/tcp", "8080/tcp", "8181/tcp", "9153/tcp"),
+        env=(),
+        notes="the Corefile comes from the pod (kubeprem.addons.dns); runs as nobody on port 5353",
     ),
 )
 

@@ -628,6 +628,15 @@ async def set_pod_cidrs(site: Site, t: Transport) -> int:
 # -- images ----------------------------------------------------------------------
 
 
+def base_images(site: Site) -> tuple[str, ...]:
+    """The catalogue images the images phase imports on every worker: the
+    sandbox (pause), the smoke test's busybox and the cluster DNS server's
+    (``coredns`` on releases built from Go modules, ``cluster-dns`` on the
+    legacy one; none when the site names its own CoreDNS archive). Apps
+    import their own images when deployed."""
+    return ("pause", "busybox", *dns.catalogue_images(site))
+
+
 def parse_ctr_images(output: str) -> dict[str, str]:
     """Reference -> manifest digest, from `ctr images ls` (header line first)."""
     out = {}

@@ -13,7 +13,8 @@ is rejected: its client libraries are not packaged), so:
 - application exporters and the Alertmanager replicas are found by DNS
   (cluster DNS): the A records of a headless Service, every pod address
   behind it, scraped on the port numbers the values give. Not SRV records:
-  the lab's cluster DNS (dnsmasq fed from hosts files) serves none.
+  the legacy release's cluster DNS (dnsmasq fed from hosts files) serves
+  none, while A records work with it and with CoreDNS alike.
 
 Static API server targets are also the right choice on their own: the API
 server's endpoint reconciler removes a stopped API server from the
