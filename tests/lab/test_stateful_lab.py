@@ -3,11 +3,7 @@ real cluster, bad input refused, and failovers that lose no acknowledged write.
 
 One module-scoped cluster (lab up, apply, storage, both apps: about 10 minutes
 on the CI machine) is shared by the tests here and torn down at the end even
-when a test fails (KUBEPREM_KEEP_LAB=1 keeps it to debug). It is brought up
-on the release before the newest pinned one and upgraded with `kubeprem
-upgrade apply` while a client writes to each app and a probe goes through the
-VIP (what that run saw is checked by the first test); every other test runs
-on the upgraded cluster, the newest release. The failover
+when a test fails (KUBEPREM_KEEP_LAB=1 keeps it to debug). The failover
 numbers themselves are measured by bench/failover.py; tests never assert on
 wall time, only that writes come back and nothing acknowledged is lost.
 Powering off the primary's machine runs unless KUBEPREM_LAB_POWEROFF=0 (it
@@ -18,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -29,14 +24,12 @@ from urllib.parse import quote
 
 import pytest
 
-from kubeprem.artifacts.gomod import pinned_kubernetes
 from kubeprem.cli.main import main
 from kubeprem.images import image_refs
 from kubeprem.kube.http import HttpKubeAPI
 from kubeprem.kube.kubectl import kubectl_exec
 from kubeprem.lab import machines
-from kubeprem.site import LoadedSite, example_text, load_site
-from kubeprem.workflows import chaos
+from kubeprem.site import LoadedSite, load_site
 from kubeprem.workflows import failover as fo
 from tests.integration.realcluster import artifact
 from tests.lab.conftest import require_lab_host, write_lab_site
@@ -47,41 +40,6 @@ pytestmark = pytest.mark.lab
 POWEROFF = os.environ.get("KUBEPREM_LAB_POWEROFF", "1") != "0"
 
 
-def _version_of(text: str) -> str:
-    found = re.search(r'^\s*kubernetes_version:\s*"([0-9.]+)"', text, re.M)
-    assert found is not None, "no quoted kubernetes_version"
-    return found[1]
-
-
-NEWEST = _version_of(example_text())
-# the newest pinned release of the minor before the example's: where the upgrade starts
-PREVIOUS = max(
-    (v for v in pinned_kubernetes() if v.split(".")[1] == str(int(NEWEST.split(".")[1]) - 1)),
-    key=lambda v: tuple(int(p) for p in v.split(".")),
-)
-
-
-def _set_version(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert f'kubernetes_version: "{old}"' in text
-    path.write_text(text.replace(f'kubernetes_version: "{old}"', f'kubernetes_version: "{new}"'))
-
-
-@dataclass
-class UpgradeRun:
-    """What the fixture's `upgrade apply` from PREVIOUS to NEWEST saw."""
-
-    exit_code: int
-    writers: list[fo.WriterResult]
-    probes: int
-    failed_probes: int
-    longest_probe_gap_s: float
-    versions: dict[str, str]  # node: kubelet version, afterwards
-    rerun_exit_code: int  # a second `upgrade apply`: nothing left to do
-    downgrade_exit_code: int  # the site file back on PREVIOUS: refused
-    versions_after_downgrade: dict[str, str]
-
-
 @dataclass
 class Stateful:
     loaded: LoadedSite
@@ -89,7 +47,6 @@ class Stateful:
     api: HttpKubeAPI
     # exit statuses of the bad-input deploys made while setting up
     bad_input: dict[str, tuple[int, bool]]
-    upgrade: UpgradeRun
 
     @property
     def kubeconfig(self) -> Path:
@@ -109,69 +66,6 @@ def _namespace_exists(api: HttpKubeAPI, name: str) -> bool:
     return api.get("Namespace", name) is not None
 
 
-def _kubelets(api: HttpKubeAPI) -> dict[str, str]:
-    return {
-        n["metadata"]["name"]: n["status"]["nodeInfo"]["kubeletVersion"] for n in api.list("Node")
-    }
-
-
-def _upgrade_under_writes(path: Path, api: HttpKubeAPI, kubeconfig: Path) -> UpgradeRun:
-    """`upgrade apply` to NEWEST while a client writes to each app (a
-    DaemonSet pod on one worker, which the drains leave running) and a
-    probe writes through the VIP every 100 ms; then a rerun and a refused
-    downgrade."""
-    loaded = load_site(path)
-    refs = image_refs(loaded.site)
-    workers = [m.name for m in loaded.site.workers]
-    writers = []
-    for i, app in enumerate(("redis", "postgresql")):
-        target = fo.TARGETS[app]
-        writers.append(
-            fo.start_writer(api, target, refs[target.image_key], node=workers[(i + 1) % 3])
-        )
-    probe = chaos.Probe(chaos.ProbeTarget.of(loaded))
-    probe.start()
-    _set_version(path, PREVIOUS, NEWEST)
-    try:
-        code = main(["upgrade", "apply", str(path), "--yes"])
-    finally:
-        time.sleep(2)
-        samples = probe.stop()
-    spans = chaos.outages(samples)
-    results = [
-        fo.stop_writer(
-            api, w, lambda w: kubectl_exec(kubeconfig, w.namespace, w.pod, ["touch", "/tmp/stop"])
-        )
-        for w in writers
-    ]
-    versions = _kubelets(api)
-    rerun = main(["upgrade", "apply", str(path), "--yes"])
-    _set_version(path, NEWEST, PREVIOUS)
-    try:
-        down = main(["upgrade", "apply", str(path), "--yes"])
-    finally:
-        _set_version(path, PREVIOUS, NEWEST)
-    run = UpgradeRun(
-        code,
-        results,
-        len(samples),
-        sum(1 for x in samples if not x.ok),
-        chaos.longest(spans),
-        versions,
-        rerun,
-        down,
-        _kubelets(api),
-    )
-    print(
-        json.dumps(
-            {"from": PREVIOUS, "to": NEWEST, "writers": [r.to_json() for r in results]}
-            | {k: v for k, v in run.__dict__.items() if k != "writers"},
-            indent=1,
-        )
-    )
-    return run
-
-
 @pytest.fixture(scope="module")
 def stateful(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stateful]:
     require_lab_host()
@@ -179,7 +73,6 @@ def stateful(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stateful]:
         pytest.fail("no Kubernetes artifacts: run `kubeprem artifacts` first (./run test does)")
     folder = tmp_path_factory.mktemp("stateful")
     path = _site(folder)
-    _set_version(path, NEWEST, PREVIOUS)
     site = str(path)
     try:
         assert main(["lab", "up", site]) == 0
@@ -210,10 +103,7 @@ def stateful(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stateful]:
         bad["unknown-app"] = (main(["app", "deploy", site, "mongodb"]), False)
         assert main(["app", "deploy", site, "redis", "--timeout", "900"]) == 0
         assert main(["app", "deploy", site, "postgresql", "--timeout", "900"]) == 0
-        admin = loaded.state_dir / "pki" / "kubeconfig" / "admin.conf"
-        upgrade = _upgrade_under_writes(path, api, admin)
-        # a new client: the old one remembers the release it asked before the upgrade
-        yield Stateful(load_site(path), path, HttpKubeAPI.from_kubeconfig(admin), bad, upgrade)
+        yield Stateful(loaded, path, api, bad)
     finally:
         if os.environ.get("KUBEPREM_KEEP_LAB") != "1":
             main(["lab", "down", site])
@@ -226,29 +116,6 @@ def test_bad_input_is_refused_with_exit_2_and_nothing_applied(stateful: Stateful
         "bad-values": (2, False),
         "unknown-app": (2, False),
     }
-
-
-def test_upgrade_to_the_newest_release_keeps_every_acknowledged_write(stateful: Stateful) -> None:
-    """`kubeprem upgrade apply` from PREVIOUS to NEWEST, every worker drained
-    in turn with Redis and PostgreSQL on them: it succeeds, every kubelet
-    runs NEWEST, no acknowledged write is lost, the API answered through the
-    VIP during the upgrade; run again it has nothing to do, and a downgrade
-    is refused with nothing changed. (The times are measured by
-    bench/upgrade.py, not asserted here.)"""
-    up = stateful.upgrade
-    assert up.exit_code == 0
-    assert set(up.versions.values()) == {f"v{NEWEST}"}, up.versions
-    assert len(up.versions) == 3
-    for w in up.writers:
-        assert w.restarts == 0, f"{w.app}: the writer restarted, its run is not whole"
-        assert w.log.acked is not None and w.log.acked > 0, w.to_json()
-        assert w.log.lost == (), w.to_json()
-    assert up.probes > 0 and up.failed_probes < up.probes
-    assert up.rerun_exit_code == 0
-    assert up.downgrade_exit_code == 2
-    assert up.versions_after_downgrade == up.versions
-    server = stateful.api.release()
-    assert server == tuple(int(p) for p in NEWEST.split(".")[:2])
 
 
 def test_storage_binds_one_local_volume_per_claim(stateful: Stateful) -> None:
