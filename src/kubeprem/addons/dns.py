@@ -167,10 +167,12 @@ def corefile(site: Site, options: DnsOptions = DnsOptions()) -> str:
         "    ready\n"
         f"    kubernetes {' '.join(zones)} {{\n"
         "        pods insecure\n"
-        "        ttl 30\n"
+        # 5 s, as the dnsmasq server answers: a failover's new pod address must
+        # reach HAProxy's resolvers (hold valid 1s) within seconds, not 30
+        "        ttl 5\n"
         "    }\n"
         "    prometheus :9153\n"
-        "    cache 30\n"
+        "    cache 5\n"
         "    reload\n"
         "    loadbalance\n"
         "}\n"
